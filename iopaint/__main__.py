@@ -1,0 +1,5 @@
+import sys
+
+from iopaint.cli import main
+
+sys.exit(main())

@@ -1,0 +1,13 @@
+//! bench (placeholder until its owner lands it; keeps the crate compiling).
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub out: crate::OutputOpts,
+}
+
+pub fn run(_args: &BenchArgs) -> anyhow::Result<()> {
+    anyhow::bail!("not implemented yet")
+}
+
+pub const INTEGRATION: &[crate::testkit::IntegrationCheck] = &[];

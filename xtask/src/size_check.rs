@@ -1,0 +1,13 @@
+//! size_check (placeholder until its owner lands it; keeps the crate compiling).
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct SizeArgs {
+    #[command(flatten)]
+    pub out: crate::OutputOpts,
+}
+
+pub fn run(_args: &SizeArgs) -> anyhow::Result<()> {
+    anyhow::bail!("not implemented yet")
+}
+
+pub const INTEGRATION: &[crate::testkit::IntegrationCheck] = &[];

@@ -1,0 +1,345 @@
+//! `cargo xtask test`: every test, from a fresh machine of ours.
+//!
+//! Installs what the tests need (the venv, npm packages, Debian's chromium, a
+//! Docker engine through setup), then runs, in order: the xtask's unit tests,
+//! pytest, vitest, the browser test against a real server, both image builds,
+//! the CA-bundle-absence check, and every task's integration checks against the
+//! real engine. Nothing is skipped: a missing engine is a failure.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use xshell::{cmd, Shell};
+
+use crate::build::{self, ImageSpec};
+use crate::flavor::Flavor;
+use crate::setup::{self, Env, SetupOptions};
+use crate::testkit::{IntegrationCheck, ScratchDir};
+use crate::{cache_test, compose, dockerignore_check, project, pyenv, size_check, smoke, ui};
+
+#[derive(Args, Clone, Debug)]
+pub struct TestArgs {
+    /// Run only the steps and integration checks whose name contains this.
+    #[arg(long, value_name = "SUBSTR")]
+    pub filter: Option<String>,
+}
+
+struct Outcome {
+    name: String,
+    passed: bool,
+    elapsed: Duration,
+    detail: String,
+}
+
+pub fn run(args: &TestArgs) -> Result<()> {
+    let sh = Shell::new()?;
+    sh.change_dir(project::root());
+    let mut outcomes: Vec<Outcome> = Vec::new();
+    let wanted = |name: &str| args.filter.as_deref().is_none_or(|f| name.contains(f));
+
+    // Environment first: without it nothing below is meaningful, so these abort.
+    let env = setup::ensure(&SetupOptions::default()).context("setting up Docker for the tests")?;
+    pyenv::ensure_venv(&sh)?;
+    ensure_chromium(&sh)?;
+    ensure_node_modules(&sh)?;
+
+    let mut step = |name: &str, f: &mut dyn FnMut() -> Result<()>| {
+        if !wanted(name) {
+            return;
+        }
+        ui::info(format!("── {name}"));
+        let started = Instant::now();
+        let result = f();
+        let elapsed = started.elapsed();
+        match &result {
+            Ok(()) => ui::ok(format!("{name} ({})", ui::fmt_duration(elapsed))),
+            Err(e) => ui::error(format!("{name}: {e:#}")),
+        }
+        outcomes.push(Outcome {
+            name: name.to_string(),
+            passed: result.is_ok(),
+            elapsed,
+            detail: result.err().map(|e| format!("{e:#}")).unwrap_or_default(),
+        });
+    };
+
+    step("xtask unit tests", &mut || {
+        cmd!(sh, "cargo test --quiet -p xtask").run().context("cargo test -p xtask failed")?;
+        Ok(())
+    });
+    step("pytest", &mut || {
+        let python = pyenv::bin("python");
+        cmd!(sh, "{python} -m pytest -q iopaint/tests")
+            .env("IOPAINT_REQUIRE_TORCH", "1")
+            .run()
+            .context("pytest failed")?;
+        Ok(())
+    });
+    step("vitest", &mut || {
+        let _dir = sh.push_dir("web_app");
+        cmd!(sh, "npm test --silent").run().context("vitest failed")?;
+        Ok(())
+    });
+    step("browser test (web_app e2e against the dev server)", &mut || browser_test(&sh));
+    step("build cpu image", &mut || build_flavor(&env, Flavor::Cpu));
+    step("build gpu image", &mut || build_flavor(&env, Flavor::Gpu));
+    step("CA bundle absent from the cpu image's layers", &mut || ca_bundle_absent(&env, Flavor::Cpu));
+    step("CA bundle absent from the gpu image's layers", &mut || ca_bundle_absent(&env, Flavor::Gpu));
+
+    let groups: &[(&str, &[IntegrationCheck])] = &[
+        ("build", build::INTEGRATION),
+        ("dockerignore-check", dockerignore_check::INTEGRATION),
+        ("size-check", size_check::INTEGRATION),
+        ("cache-test", cache_test::INTEGRATION),
+        ("smoke", smoke::INTEGRATION),
+        ("compose-up", compose::INTEGRATION),
+    ];
+    for (group, checks) in groups {
+        for check in *checks {
+            let name = format!("{group}: {}", check.name);
+            step(&name, &mut || (check.run)(&env));
+        }
+    }
+
+    let passed = outcomes.iter().filter(|o| o.passed).count();
+    let failed = outcomes.len() - passed;
+    eprintln!();
+    for o in &outcomes {
+        let mark = if o.passed { "ok  " } else { "FAIL" };
+        eprintln!("{mark} {:>8}  {}", ui::fmt_duration(o.elapsed), o.name);
+        if !o.passed {
+            eprintln!("             {}", o.detail.lines().next().unwrap_or(""));
+        }
+    }
+    // The plain closing line CI reads.
+    println!("xtask: {passed} passed, {failed} failed");
+    if outcomes.is_empty() {
+        bail!("no test matched --filter {:?}", args.filter.as_deref().unwrap_or(""));
+    }
+    if failed > 0 {
+        bail!("{failed} of {} test steps failed", outcomes.len());
+    }
+    Ok(())
+}
+
+/// Debian's chromium for the browser test (never a downloaded browser).
+fn ensure_chromium(sh: &Shell) -> Result<()> {
+    if std::env::var_os("CHROMIUM_PATH").is_some() || Path::new("/usr/bin/chromium").exists() {
+        return Ok(());
+    }
+    let root = cmd!(sh, "id -u").quiet().read().map(|s| s.trim() == "0").unwrap_or(false);
+    if !root || !Path::new("/etc/debian_version").exists() {
+        bail!("the browser test needs Chromium: install Debian's `chromium` (or set CHROMIUM_PATH)");
+    }
+    ui::info("installing Debian's chromium for the browser test");
+    cmd!(sh, "apt-get update -q").quiet().ignore_stdout().run()?;
+    cmd!(sh, "apt-get install -y -q --no-install-recommends chromium")
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .quiet()
+        .ignore_stdout()
+        .run()
+        .context("apt-get install chromium failed")?;
+    Ok(())
+}
+
+/// `npm ci` when the lockfile changed since the last install.
+fn ensure_node_modules(sh: &Shell) -> Result<()> {
+    let root = project::root();
+    let lock = std::fs::read(root.join("web_app/package-lock.json")).context("reading web_app/package-lock.json")?;
+    let stamp = root.join("web_app/node_modules/.xtask-stamp");
+    let want = pyenv::fingerprint(&[&lock]);
+    if std::fs::read_to_string(&stamp).map(|s| s.trim() == want).unwrap_or(false) {
+        return Ok(());
+    }
+    let _dir = sh.push_dir(root.join("web_app"));
+    let progress = ui::Progress::start("npm ci (web_app)");
+    cmd!(sh, "npm ci --no-audit --no-fund --loglevel=error").quiet().run().context("npm ci failed in web_app/")?;
+    progress.finish();
+    std::fs::write(&stamp, want + "\n")?;
+    Ok(())
+}
+
+pub fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Kills the dev server on drop, pass or fail.
+struct ServerGuard(Child);
+
+impl Drop for ServerGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Builds the UI, serves it with the app from the venv, drives it in Chromium.
+fn browser_test(sh: &Shell) -> Result<()> {
+    let root = project::root();
+    {
+        let _dir = sh.push_dir(root.join("web_app"));
+        cmd!(sh, "npm run build --silent").quiet().run().context("npm run build failed in web_app/")?;
+    }
+    let port = free_port()?;
+    let outputs = ScratchDir::new("browser-outputs")?;
+    let models = ScratchDir::new("browser-models")?;
+    let log_path = project::state_dir()?.join("browser-test-server.log");
+    let log = std::fs::File::create(&log_path)?;
+    let child = Command::new(pyenv::bin("python"))
+        .args(["-m", "iopaint", "start", "--host", "127.0.0.1", "--port", &port.to_string(), "--model", "cv2"])
+        .arg("--model-dir")
+        .arg(models.path())
+        .arg("--output-dir")
+        .arg(outputs.path())
+        .env("IOPAINT_WEB_DIR", root.join("web_app/dist"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("starting the app server")?;
+    let _guard = ServerGuard(child);
+    let url = format!("http://127.0.0.1:{port}");
+    wait_http_ok(&format!("{url}/api/v1/server-config"), Duration::from_secs(60))
+        .with_context(|| format!("the app server did not come up; see {}", log_path.display()))?;
+    let screenshot = project::state_dir()?.join("browser-test.png");
+    let _dir = sh.push_dir(root.join("web_app"));
+    cmd!(sh, "node e2e/browser-test.mjs --url {url} --screenshot {screenshot}")
+        .run()
+        .context("the browser test failed")?;
+    ui::info(format!("screenshot: {}", screenshot.display()));
+    Ok(())
+}
+
+pub fn wait_http_ok(url: &str, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(resp) = ureq::get(url).timeout(Duration::from_secs(2)).call() {
+            if resp.status() == 200 {
+                return Ok(());
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("{url} did not answer 200 within {}s", timeout.as_secs());
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn build_flavor(env: &Env, flavor: Flavor) -> Result<()> {
+    let version = project::app_version()?;
+    let spec = ImageSpec {
+        dockerfile: flavor.dockerfile(),
+        context: project::root(),
+        tags: vec![flavor.version_tag(&version), flavor.latest_tag()],
+        build_args: build::flavor_build_args(env, flavor, &version, &[]),
+        no_cache: false,
+        echo: false,
+    };
+    let image = build::build_image(env, flavor, &spec)?;
+    ui::info(format!(
+        "{}: {}, {} layers, built in {}",
+        flavor.latest_tag(),
+        ui::fmt_bytes(image.size),
+        image.layers,
+        ui::fmt_duration(image.elapsed)
+    ));
+    Ok(())
+}
+
+/// The CA bundle is passed as a secret: no layer may hold a file with its
+/// exact bytes, and no history entry may hold a certificate.
+fn ca_bundle_absent(env: &Env, flavor: Flavor) -> Result<()> {
+    let Some(bundle) = env.ca_bundle.clone() else {
+        bail!("no CA bundle was found on this host, so its absence cannot be checked: set SSL_CERT_FILE");
+    };
+    let image = flavor.latest_tag();
+    let history = env.docker.history(&image)?;
+    if history.contains("BEGIN CERTIFICATE") {
+        bail!("`docker history {image}` contains a certificate");
+    }
+    let bundle_bytes = std::fs::read(&bundle)?;
+    let found = files_with_content(env, &image, &bundle_bytes)?;
+    if !found.is_empty() {
+        bail!("{image} holds the CA bundle {} in its layers: {}", bundle.display(), found.join(", "));
+    }
+    Ok(())
+}
+
+/// Paths (`<layer>:<file>`) in any layer of `image` whose bytes equal `needle`.
+/// Scans every layer, not just the final filesystem: a file deleted in a later
+/// layer still ships in the image.
+fn files_with_content(env: &Env, image: &str, needle: &[u8]) -> Result<Vec<String>> {
+    let scratch = ScratchDir::new("layers")?;
+    let saved = scratch.path().join("image.tar");
+    env.docker.save(image, &saved)?;
+    let unpacked = scratch.path().join("image");
+    std::fs::create_dir_all(&unpacked)?;
+    let sh = Shell::new()?;
+    cmd!(sh, "tar -xf {saved} -C {unpacked}").quiet().run()?;
+    std::fs::remove_file(&saved)?;
+    let mut layers = Vec::new();
+    collect_layer_tars(&unpacked, &mut layers)?;
+    if layers.is_empty() {
+        bail!("`docker save {image}` held no layer tarballs: cannot check it");
+    }
+    let mut found = Vec::new();
+    for layer in &layers {
+        let listing = cmd!(sh, "tar -tvf {layer}").quiet().read()?;
+        for (size, member) in listing.lines().filter_map(parse_tar_verbose_line) {
+            if size != needle.len() as u64 {
+                continue;
+            }
+            let out = cmd!(sh, "tar -xOf {layer} {member}").quiet().output()?;
+            if out.stdout == needle {
+                found.push(format!("{}:{member}", layer.display()));
+            }
+        }
+    }
+    Ok(found)
+}
+
+fn collect_layer_tars(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            collect_layer_tars(&path, out)?;
+        } else if path.file_name().is_some_and(|n| n == "layer.tar") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// `-rw-r--r-- root/root 219342 2024-01-01 00:00 etc/ssl/x.crt` -> (219342, "etc/ssl/x.crt").
+fn parse_tar_verbose_line(line: &str) -> Option<(u64, String)> {
+    if !line.starts_with('-') {
+        return None; // only regular files can hold the bundle
+    }
+    let mut fields = line.split_whitespace();
+    let _mode = fields.next()?;
+    let _owner = fields.next()?;
+    let size = fields.next()?.parse().ok()?;
+    let _date = fields.next()?;
+    let _time = fields.next()?;
+    let name = fields.collect::<Vec<_>>().join(" ");
+    (!name.is_empty()).then_some((size, name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tar_listing_lines_give_size_and_name() {
+        assert_eq!(
+            parse_tar_verbose_line("-rw-r--r-- root/root 219342 2024-01-01 00:00 etc/ssl/certs/ca.crt"),
+            Some((219342, "etc/ssl/certs/ca.crt".into()))
+        );
+        assert_eq!(parse_tar_verbose_line("drwxr-xr-x root/root 0 2024-01-01 00:00 etc/"), None);
+        assert_eq!(parse_tar_verbose_line("-rw-r--r-- 0/0 5 2024-01-01 00:00 a b.txt"), Some((5, "a b.txt".into())));
+    }
+}
