@@ -176,7 +176,7 @@ pub fn run(args: &BuildArgs) -> Result<()> {
         ui::info(&format!("building {} from {}", tags[0], flavor.dockerfile_rel()));
         let image = build_image(&env, flavor, &spec)?;
         ui::ok(&format!(
-            "{}: {} , {} layers, {} , {}/{} steps cached",
+            "{}: {}, {} layers, built in {}, {}/{} steps cached",
             image.tags[0],
             ui::fmt_bytes(image.size),
             image.layers,

@@ -850,7 +850,7 @@ pub fn inpaint_test_image(http: &Http) -> Result<Inpainted> {
     }
     let summary = judge_inpaint(&compare_inpaint(&image, &mask, &result))?;
     Ok(Inpainted {
-        summary: format!("{w}x{h} -> {rw}x{rh}, {summary}, {}", ui::fmt_duration(elapsed)),
+        summary: format!("{w}x{h} -> {rw}x{rh}, {summary}"),
         output_file: ans.output_file.clone(),
         bytes: ans.body,
         elapsed,
@@ -887,7 +887,7 @@ impl Outputs<'_> {
                 if saved != bytes {
                     bail!("{} differs from the answer ({} vs {} bytes)", path.display(), saved.len(), bytes.len());
                 }
-                Ok(format!("{} ({} bytes, same as the answer)", path.display(), saved.len()))
+                Ok(format!("{name} in the host's outputs dir ({} bytes, same as the answer)", saved.len()))
             }
             Outputs::Container { docker, container } => {
                 let path = format!("/app/outputs/{name}");
@@ -1051,14 +1051,20 @@ pub fn http_checks(target: &HttpTarget) -> Vec<CheckResult> {
 const TINY_LAMA_PY: &str = r#"
 import os, sys, torch
 class TinyLama(torch.nn.Module):
-    def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, image, mask):
         keep = 1.0 - mask
         mean = (image * keep).sum(dim=(2, 3), keepdim=True) / keep.sum(dim=(2, 3), keepdim=True).clamp(min=1.0)
         return image * keep + mean * mask
+# trace, not script: `python -c` code has no source file for torch.jit.script to read.
+# Nothing here depends on the input's size, so the traced graph takes any HxW.
+example = (torch.rand(1, 3, 64, 64), torch.zeros(1, 1, 64, 64))
+module = torch.jit.trace(TinyLama().eval(), example)
 path = sys.argv[1]
 os.makedirs(os.path.dirname(path), exist_ok=True)
-torch.jit.save(torch.jit.script(TinyLama()), path)
-print(path, os.path.getsize(path))
+torch.jit.save(module, path)
+check = torch.jit.load(path)(torch.rand(1, 3, 40, 104), torch.ones(1, 1, 40, 104))
+assert tuple(check.shape) == (1, 3, 40, 104), check.shape
+print(path, os.path.getsize(path), "bytes")
 "#;
 
 const TORCH_STACK_PY: &str = "import torch, torchvision, xformers, xformers.ops; \
@@ -1158,7 +1164,7 @@ pub fn run(args: &SmokeArgs) -> Result<()> {
         }
 
         checks.run("runs as non-root", || {
-            let uid = docker.exec(&name, &["id", "-u"])?.trim().to_string();
+            let uid = exec_in(docker, &name, &["id", "-u"])?.trim().to_string();
             let user = docker.container_inspect(&name, "{{.Config.User}}")?;
             if uid == "0" {
                 bail!("the server runs as root (id -u = 0; image USER {user:?})");
@@ -1205,6 +1211,17 @@ pub fn run(args: &SmokeArgs) -> Result<()> {
     Ok(())
 }
 
+/// `docker exec` whose error leads with the last line of the program's stderr (for a
+/// Python traceback, the exception), followed by the whole stderr.
+pub fn exec_in(docker: &Docker, container: &str, args: &[&str]) -> Result<String> {
+    docker.exec(container, args).map_err(|err| {
+        let text = err.to_string();
+        let last = text.lines().rev().map(str::trim).find(|l| !l.is_empty()).unwrap_or("").to_string();
+        let program = args.first().copied().unwrap_or("docker exec");
+        anyhow!("{program} in the container failed: {last}\n{text}")
+    })
+}
+
 fn make_world_writable(dir: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777))
@@ -1215,12 +1232,12 @@ fn make_world_writable(dir: &Path) -> Result<()> {
 fn gpu_checks(checks: &mut Checks, docker: &Docker, name: &str, base_url: &str, gpus: bool) {
     let http = Http::new(base_url);
     checks.run("torch, torchvision, xformers import", || {
-        let out = docker.exec(name, &["python", "-c", TORCH_STACK_PY])?;
+        let out = exec_in(docker, name, &["python", "-c", TORCH_STACK_PY])?;
         Ok(out.trim().to_string())
     });
     if gpus {
         checks.run("torch sees CUDA", || {
-            let out = docker.exec(name, &["python", "-c", "import torch; print(torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')"])?;
+            let out = exec_in(docker, name, &["python", "-c", "import torch; print(torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')"])?;
             if !out.trim().starts_with("True") {
                 bail!("torch.cuda.is_available() is False inside the container with --gpus all");
             }
@@ -1230,7 +1247,7 @@ fn gpu_checks(checks: &mut Checks, docker: &Docker, name: &str, base_url: &str, 
         checks.skip("torch sees CUDA", "no NVIDIA runtime on this host; ran with DEVICE=cpu");
     }
     let placed = checks.run("tiny TorchScript big-lama.pt in models volume", || {
-        let out = docker.exec(name, &["python", "-c", TINY_LAMA_PY, LAMA_IN_CONTAINER])?;
+        let out = exec_in(docker, name, &["python", "-c", TINY_LAMA_PY, LAMA_IN_CONTAINER])?;
         Ok(out.trim().to_string())
     });
     if !placed {
@@ -1249,7 +1266,7 @@ fn gpu_checks(checks: &mut Checks, docker: &Docker, name: &str, base_url: &str, 
     });
     if gpus {
         checks.run("inpaint time cuda vs cpu", || {
-            let out = docker.exec(name, &["python", "-c", CUDA_VS_CPU_PY, LAMA_IN_CONTAINER])?;
+            let out = exec_in(docker, name, &["python", "-c", CUDA_VS_CPU_PY, LAMA_IN_CONTAINER])?;
             ui::info(&format!("one 512x512 lama forward: {}", out.trim()));
             Ok(out.trim().to_string())
         });
