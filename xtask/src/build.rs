@@ -10,6 +10,7 @@ use serde_json::json;
 use xshell::Shell;
 
 use crate::docker::BuildRequest;
+use crate::testkit::{self, IntegrationCheck, ScratchDir};
 use crate::flavor::{Flavor, FlavorChoice};
 use crate::report::Report;
 use crate::setup::{self, Env, SetupOptions};
@@ -35,6 +36,9 @@ pub struct BuildArgs {
     /// Extra `--build-arg K=V` (repeatable); overrides what setup chose.
     #[arg(long = "build-arg", value_name = "K=V", value_parser = parse_build_arg)]
     pub build_args: Vec<(String, String)>,
+    /// `--network` for RUN steps, e.g. `host` on an engine that has no bridge network.
+    #[arg(long, value_name = "MODE")]
+    pub network: Option<String>,
     /// CA bundle for the build's TLS (BuildKit secret); default from SSL_CERT_FILE etc.
     #[arg(long, value_name = "FILE")]
     pub ca_bundle: Option<PathBuf>,
@@ -87,6 +91,7 @@ pub struct ImageSpec {
     pub build_args: BTreeMap<String, String>,
     pub no_cache: bool,
     pub echo: bool,
+    pub network: Option<String>,
 }
 
 /// Build args for `flavor`: setup's choices, then the labels' values, then the user's.
@@ -116,6 +121,7 @@ pub fn build_image(env: &Env, flavor: Flavor, spec: &ImageSpec) -> Result<BuiltI
         no_cache: spec.no_cache,
         iidfile,
         echo: spec.echo,
+        network: spec.network.clone(),
         ..Default::default()
     };
     let outcome = env.docker.build(&req)?;
@@ -172,6 +178,7 @@ pub fn run(args: &BuildArgs) -> Result<()> {
             build_args: flavor_build_args(&env, flavor, &version, &args.build_args),
             no_cache: args.no_cache,
             echo: true,
+            network: args.network.clone(),
         };
         ui::info(&format!("building {} from {}", tags[0], flavor.dockerfile_rel()));
         let image = build_image(&env, flavor, &spec)?;
@@ -255,4 +262,163 @@ mod tests {
     }
 }
 
-pub const INTEGRATION: &[crate::testkit::IntegrationCheck] = &[];
+pub const INTEGRATION: &[IntegrationCheck] = &[
+    IntegrationCheck { name: "a failing build names its stage and step", run: check_failure_names_the_step },
+    IntegrationCheck { name: "--push to a registry on 127.0.0.1", run: check_push_to_local_registry },
+    IntegrationCheck { name: "DOCKER_HOST drives a second engine", run: check_remote_engine },
+];
+
+/// A planted failing RUN in a named stage: the error must say where.
+fn check_failure_names_the_step(env: &Env) -> Result<()> {
+    let scratch = ScratchDir::new("failing-build")?;
+    let dockerfile = scratch.path().join("Dockerfile");
+    let base = env.build_args_for(Flavor::Cpu).get("PYTHON_IMAGE").cloned().unwrap_or("python:3.10-slim-bookworm".into());
+    std::fs::write(&dockerfile, format!("FROM {base} AS doomed\nRUN echo fine\nRUN echo planted-failure-output && exit 3\n"))?;
+    let spec = ImageSpec {
+        dockerfile,
+        context: scratch.path().to_path_buf(),
+        tags: vec!["iopaint-test/failing:latest".into()],
+        ..Default::default()
+    };
+    let err = match build_image(env, Flavor::Cpu, &spec) {
+        Ok(_) => bail!("a Dockerfile whose RUN exits 3 built successfully"),
+        Err(e) => format!("{e:#}"),
+    };
+    for needle in ["stage doomed", "step 3/3", "planted-failure-output"] {
+        if !err.contains(needle) {
+            bail!("the build error does not mention {needle:?}:\n{err}");
+        }
+    }
+    Ok(())
+}
+
+/// Kills a background process and removes its scratch dir on drop.
+struct Daemon {
+    child: std::process::Child,
+    _scratch: ScratchDir,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill").arg(self.child.id().to_string()).status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Debian's `docker-registry` on 127.0.0.1, then `build cpu --push --registry`.
+fn check_push_to_local_registry(env: &Env) -> Result<()> {
+    let registry_bin = which::which("docker-registry")
+        .context("Debian's docker-registry is not installed (`apt-get install docker-registry`)")?;
+    let scratch = ScratchDir::new("registry")?;
+    let port = crate::test_task::free_port()?;
+    let config = scratch.path().join("config.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            scratch.path().join("data").display()
+        ),
+    )?;
+    let child = std::process::Command::new(registry_bin)
+        .arg("serve")
+        .arg(&config)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .context("starting docker-registry")?;
+    let _registry = Daemon { child, _scratch: scratch };
+    let registry = format!("127.0.0.1:{port}");
+    crate::test_task::wait_http_ok(&format!("http://{registry}/v2/"), Duration::from_secs(30))?;
+    let version = project::app_version()?;
+    let run = testkit::xtask(["build", "cpu", "--push", "--registry", registry.as_str()])?;
+    let pushed = [format!("{registry}/{}", Flavor::Cpu.version_tag(&version)), format!("{registry}/{}", Flavor::Cpu.latest_tag())];
+    for tag in &pushed {
+        env.docker.remove_image(tag);
+    }
+    run.expect_success()?;
+    let tags: serde_json::Value = ureq::get(&format!("http://{registry}/v2/{}/tags/list", crate::flavor::IMAGE_REPO))
+        .call()
+        .context("asking the registry for its tags")?
+        .into_json()?;
+    for want in [format!("cpu-{version}"), "cpu-latest".to_string()] {
+        if !tags["tags"].as_array().is_some_and(|t| t.iter().any(|x| x == want.as_str())) {
+            bail!("the registry does not list tag {want}: {tags}");
+        }
+    }
+    Ok(())
+}
+
+/// Deletes the second engine's bridge on drop (after the engine has stopped).
+struct Bridge(String);
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip").args(["link", "delete", &self.0]).status();
+    }
+}
+
+/// A second dockerd on its own socket, data root and bridge (no NAT, so builds
+/// use `--network host`): `DOCKER_HOST=... cargo xtask build cpu` must build there.
+/// Its own bridge matters: `--bridge none` would make it delete the first engine's docker0.
+fn check_remote_engine(env: &Env) -> Result<()> {
+    let dockerd = which::which("dockerd").context("dockerd not found")?;
+    // Short paths: unix socket paths are limited to ~100 bytes.
+    let scratch = ScratchDir::new("d2")?;
+    let dir = scratch.path().to_path_buf();
+    let socket = dir.join("docker.sock");
+    let host = format!("unix://{}", socket.display());
+    let bridge_name = format!("iopd2-{}", std::process::id() % 100_000);
+    let sh = xshell::Shell::new()?;
+    xshell::cmd!(sh, "ip link add {bridge_name} type bridge").quiet().run().context("creating a bridge for the second engine (needs root and iproute2)")?;
+    let bridge = Bridge(bridge_name.clone());
+    xshell::cmd!(sh, "ip link set {bridge_name} up").quiet().run()?;
+    let log = std::fs::File::create(dir.join("dockerd.log"))?;
+    let child = std::process::Command::new(dockerd)
+        .arg("--host")
+        .arg(&host)
+        .arg("--data-root")
+        .arg(dir.join("data"))
+        .arg("--exec-root")
+        .arg(dir.join("exec"))
+        .arg("--pidfile")
+        .arg(dir.join("docker.pid"))
+        .args(["--bridge", &bridge_name, "--iptables=false", "--ip-masq=false"])
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("starting a second dockerd")?;
+    // Declared after `bridge`, so dropped first: the engine stops, then its bridge goes.
+    let _engine = Daemon { child, _scratch: scratch };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !env.docker.engine_answers_on(&host) {
+        if std::time::Instant::now() > deadline {
+            bail!("the second dockerd did not come up; see {}", dir.join("dockerd.log").display());
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // The base images travel by `docker save | load`: no registry here.
+    let bases: Vec<String> = env.build_args_for(Flavor::Cpu).iter()
+        .filter(|(k, _)| k.ends_with("_IMAGE"))
+        .map(|(_, v)| v.clone())
+        .collect();
+    let tar = dir.join("bases.tar");
+    env.docker.save(&bases.iter().map(String::as_str).collect::<Vec<_>>(), &tar)?;
+    env.docker.load_into(&host, &tar)?;
+    std::fs::remove_file(&tar).ok();
+    let run = testkit::xtask_with_env(["build", "cpu", "--network", "host"], &[("DOCKER_HOST", host.as_str())])?;
+    run.expect_success()?;
+    if !env.docker.image_exists_on(&host, &Flavor::Cpu.latest_tag()) {
+        bail!("`DOCKER_HOST={host} cargo xtask build cpu` passed, but the second engine has no {}", Flavor::Cpu.latest_tag());
+    }
+    Ok(())
+}

@@ -220,7 +220,8 @@ impl BuildLog {
         } else if let Some(secs) = rest.strip_prefix("DONE ") {
             step.status = StepStatus::Done(parse_seconds(secs).unwrap_or(0.0));
         } else if rest == "ERROR" || rest.starts_with("ERROR: ") {
-            step.status = StepStatus::Error(rest.trim_start_matches("ERROR").trim_start_matches(':').trim().to_string());
+            step.status =
+                StepStatus::Error(rest.trim_start_matches("ERROR").trim_start_matches(':').trim().to_string());
         } else if is_digest(rest) {
             step.digest = Some(rest.to_string());
         } else if let Some(text) = strip_timestamp(rest) {
@@ -258,7 +259,8 @@ impl BuildLog {
                 let id_text = field(status, "id").and_then(Value::as_str).unwrap_or("");
                 let current = field(status, "current").and_then(Value::as_u64);
                 let at = log.index_by_id[&id];
-                if log.steps[at].name == "[internal] load build context" && id_text.starts_with("transferring context") {
+                if log.steps[at].name == "[internal] load build context" && id_text.starts_with("transferring context")
+                {
                     log.context_transfer_bytes = current.or(log.context_transfer_bytes);
                 }
                 if let Some(current) = current {
@@ -430,11 +432,12 @@ fn parse_seconds(text: &str) -> Option<f64> {
             '0'..='9' | '.' => number.push(c),
             'h' | 'm' | 's' => {
                 let value: f64 = number.parse().ok()?;
-                total += value * match c {
-                    'h' => 3600.0,
-                    'm' => 60.0,
-                    _ => 1.0,
-                };
+                total += value
+                    * match c {
+                        'h' => 3600.0,
+                        'm' => 60.0,
+                        _ => 1.0,
+                    };
                 number.clear();
             }
             _ => return None,
@@ -569,7 +572,10 @@ mod tests {
         let pip = log.steps.iter().find(|s| s.id == 8).unwrap();
         assert_eq!(pip.output, ["pip install deps", "Successfully installed fastapi"]);
         assert_eq!(pip.status, StepStatus::Done(1.2));
-        assert_eq!(pip.digest.as_deref(), Some("sha256:1e71c2f2787f9671bb750e116f5b1f98e55e5a236d422c28428f2a8fb5c6a33e"));
+        assert_eq!(
+            pip.digest.as_deref(),
+            Some("sha256:1e71c2f2787f9671bb750e116f5b1f98e55e5a236d422c28428f2a8fb5c6a33e")
+        );
         assert!(log.failure(5).is_none());
         let export = log.steps.last().unwrap();
         assert!(export.is_internal());
@@ -702,9 +708,16 @@ mod tests {
         assert_eq!(failure.stage.as_deref(), Some("runtime"));
         assert_eq!(
             failure.last_output,
-            ["Processing ./iopaint", "  Preparing metadata (pyproject.toml): started", "error: invalid command 'bdist_wheel'"]
+            [
+                "Processing ./iopaint",
+                "  Preparing metadata (pyproject.toml): started",
+                "error: invalid command 'bdist_wheel'"
+            ]
         );
-        assert_eq!(log.stage_summary("runtime").executed, ["COPY iopaint/ /app/iopaint/", "RUN pip install --no-deps ./iopaint"]);
+        assert_eq!(
+            log.stage_summary("runtime").executed,
+            ["COPY iopaint/ /app/iopaint/", "RUN pip install --no-deps ./iopaint"]
+        );
         assert!(BuildLog::from_rawjson("{not json").is_err());
     }
 

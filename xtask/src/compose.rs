@@ -142,7 +142,11 @@ impl<'a> Stack<'a> {
                 .docker
                 .container_inspect(id, "{{index .Config.Labels \"com.docker.compose.service\"}}|{{.Name}}")?;
             let (service, name) = info.split_once('|').unwrap_or((info.as_str(), id));
-            out.push(Service { service: service.to_string(), id: id.to_string(), name: name.trim_start_matches('/').to_string() });
+            out.push(Service {
+                service: service.to_string(),
+                id: id.to_string(),
+                name: name.trim_start_matches('/').to_string(),
+            });
         }
         out.sort_by(|a, b| a.service.cmp(&b.service));
         Ok(out)
@@ -194,6 +198,10 @@ pub fn parse_port_line(out: &str) -> Option<String> {
     Some(format!("{host}:{port}"))
 }
 
+fn short(id: &str) -> String {
+    id.chars().take(12).collect()
+}
+
 /// What a down/up cycle kept.
 #[derive(Debug)]
 pub struct Persistence {
@@ -211,12 +219,11 @@ pub fn persistence_cycle(stack: &Stack, remove_volumes: bool, timeout: Duration)
     let before = stack.service(CPU_SERVICE)?;
     let http = Http::new(&stack.url(CPU_SERVICE)?);
     let result = smoke::inpaint_test_image(&http).context("inpaint before the down/up cycle")?;
-    let file = result
-        .output_file
-        .ok_or_else(|| anyhow!("the server did not save the result (no X-Output-File header)"))?;
+    let file =
+        result.output_file.ok_or_else(|| anyhow!("the server did not save the result (no X-Output-File header)"))?;
     docker.exec(&before.name, &["sh", "-c", &format!("echo persisted > {MARKER}")])?;
     stack.down(remove_volumes)?;
-    if docker.container_inspect(&before.id, "{{.Id}}").is_ok() {
+    if docker.container_exists(&before.id) {
         bail!("`down` left container {} behind, so the cycle would prove nothing", before.name);
     }
     stack.up()?;
@@ -228,7 +235,13 @@ pub fn persistence_cycle(stack: &Stack, remove_volumes: bool, timeout: Duration)
     let listing = docker.exec(&after.name, &["ls", "-1", "/app/outputs"])?;
     let output_kept = listing.lines().any(|l| l.trim() == file);
     let marker_kept = docker.exec(&after.name, &["cat", MARKER]).is_ok();
-    Ok(Persistence { file, old_container: before.name, new_container: after.name, output_kept, marker_kept })
+    Ok(Persistence {
+        file,
+        old_container: short(&before.id),
+        new_container: short(&after.id),
+        output_kept,
+        marker_kept,
+    })
 }
 
 pub fn run(args: &ComposeArgs) -> Result<()> {
@@ -245,7 +258,8 @@ pub fn run(args: &ComposeArgs) -> Result<()> {
     let mut notes = Vec::new();
     if args.profile.as_deref() == Some("gpu") {
         if !docker.has_nvidia_runtime() {
-            let why = "the engine has no NVIDIA runtime (install the NVIDIA container toolkit); only the CPU service runs";
+            let why =
+                "the engine has no NVIDIA runtime (install the NVIDIA container toolkit); only the CPU service runs";
             checks.skip("gpu profile", why);
             notes.push(format!("gpu profile skipped: {why}"));
         } else if !docker.image_exists(&gpu_image) {
@@ -324,7 +338,11 @@ pub fn run(args: &ComposeArgs) -> Result<()> {
             for line in ps_text.lines() {
                 ui::progress_line(line);
             }
-            Ok(format!("{} lines", ps_text.lines().count()))
+            let up = ps_text.lines().filter(|l| l.contains(" Up ") || l.contains("running")).count();
+            Ok(format!(
+                "{up} container(s) up: {}",
+                healthy.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+            ))
         });
     }
     if healthy.iter().any(|s| s.service == CPU_SERVICE) {
@@ -338,24 +356,12 @@ pub fn run(args: &ComposeArgs) -> Result<()> {
                     if p.marker_kept { "" } else { "the marker in the models volume" }
                 );
             }
-            Ok(format!("{} and {MARKER} survived {} -> {}", p.file, p.old_container, p.new_container))
+            Ok(format!("{} and {MARKER} survived container {} -> {}", p.file, p.old_container, p.new_container))
         });
     }
 
     if args.keep {
         cleanup.forget(&leftover);
-        for (service, url) in &urls {
-            ui::ok(&format!("{service} is up at {url}"));
-        }
-        ui::info(&format!(
-            "left running (--keep); remove it with: {} --file {} --project-name {} down --volumes",
-            match &stack.compose {
-                Compose::V2 => "docker compose".to_string(),
-                Compose::V1(p) => p.display().to_string(),
-            },
-            stack.file.display(),
-            stack.project
-        ));
     } else {
         checks.run("down -v removes everything", || {
             stack.down(true)?;
@@ -381,6 +387,20 @@ pub fn run(args: &ComposeArgs) -> Result<()> {
         report.note(note);
     }
     report.emit(&args.out)?;
+    if args.keep {
+        for (service, url) in &urls {
+            ui::ok(&format!("{service} is up at {url}"));
+        }
+        ui::info(&format!(
+            "left running (--keep); remove it with: {} --file {} --project-name {} down --volumes",
+            match &stack.compose {
+                Compose::V2 => "docker compose".to_string(),
+                Compose::V1(p) => p.display().to_string(),
+            },
+            stack.file.display(),
+            stack.project
+        ));
+    }
     drop(cleanup);
     if let Some(reason) = smoke::failure_reason(&checks.results) {
         bail!("compose-up failed: {reason}");
@@ -394,14 +414,17 @@ pub fn run(args: &ComposeArgs) -> Result<()> {
 
 pub const INTEGRATION: &[IntegrationCheck] = &[
     IntegrationCheck { name: "compose-up passes and leaves nothing behind", run: compose_up_passes },
-    IntegrationCheck { name: "compose volumes: down keeps a file, down -v loses it", run: volumes_persist_only_without_v },
+    IntegrationCheck {
+        name: "compose volumes: down keeps a file, down -v loses it",
+        run: volumes_persist_only_without_v,
+    },
 ];
 
 fn compose_up_passes(env: &Env) -> Result<()> {
     let run = testkit::xtask(["compose-up", "--json"])?;
     run.expect_success()?;
-    let report: serde_json::Value =
-        serde_json::from_str(&run.stdout).with_context(|| format!("compose-up --json printed no JSON:\n{}", run.stdout))?;
+    let report: serde_json::Value = serde_json::from_str(&run.stdout)
+        .with_context(|| format!("compose-up --json printed no JSON:\n{}", run.stdout))?;
     let project = report["facts"]["project"].as_str().ok_or_else(|| anyhow!("no project in the JSON report"))?;
     let checks = report["facts"]["checks"].as_array().cloned().unwrap_or_default();
     for needed in ["volumes persist across down/up", "iopaint-cpu: inpaint", "down -v removes everything"] {

@@ -227,9 +227,17 @@ impl Docker {
         if req.no_cache {
             command.arg("--no-cache");
         }
+        if let Some(network) = &req.network {
+            command.args(["--network", network]);
+        }
         command.arg(&req.context);
+        // One build at a time per checkout: engine 20.10's BuildKit can panic
+        // ("failed to get edge") and take the daemon down when concurrent builds
+        // share steps. The lock is released when the file is dropped.
+        let lock = build_lock()?;
         let started = Instant::now();
         let (success, log) = stream_and_capture(command, req.echo)?;
+        drop(lock);
         let elapsed = started.elapsed();
         let image_id = std::fs::read_to_string(&iidfile).ok().map(|s| s.trim().to_string());
         Ok(BuildOutcome { success, log, elapsed, image_id })
@@ -266,10 +274,45 @@ impl Docker {
         .with_context(|| format!("reading the layers of {image}"))?)
     }
 
-    /// `docker save IMAGE -o FILE`.
-    pub fn save(&self, image: &str, file: &Path) -> Result<()> {
+    /// `docker run --rm --network none --user 0 --entrypoint ENTRY IMAGE ARGS...`:
+    /// a throwaway look inside an image (size-check runs `du` there); stdout.
+    pub fn run_rm(&self, image: &str, entrypoint: &str, args: &[&str], timeout: Duration) -> Result<String> {
+        let mut command = Command::new(&self.bin);
+        command.args(["run", "--rm", "--network", "none", "--user", "0", "--entrypoint", entrypoint, image]).args(args);
+        match run_with_timeout(command, timeout)? {
+            (Some(status), stdout, _) if status.success() => Ok(stdout),
+            (Some(_), _, stderr) => bail!("`{entrypoint}` in {image} failed: {}", first_line(&stderr)),
+            (None, _, _) => bail!("`{entrypoint}` in {image} did not finish within {}s", timeout.as_secs()),
+        }
+    }
+
+    /// `docker --host HOST load --input FILE`: copies images to another engine.
+    pub fn load_into(&self, host: &str, file: &Path) -> Result<()> {
         let bin = &self.bin;
-        cmd!(self.sh, "{bin} save --output {file} {image}").quiet().run().with_context(|| format!("saving {image}"))?;
+        cmd!(self.sh, "{bin} --host {host} load --quiet --input {file}")
+            .quiet()
+            .ignore_stdout()
+            .run()
+            .with_context(|| format!("loading {} into the engine at {host}", file.display()))?;
+        Ok(())
+    }
+
+    /// Does an engine answer at `host`?
+    pub fn engine_answers_on(&self, host: &str) -> bool {
+        let bin = &self.bin;
+        cmd!(self.sh, "{bin} --host {host} version").quiet().ignore_stdout().ignore_stderr().run().is_ok()
+    }
+
+    /// `docker --host HOST image inspect IMAGE` succeeded.
+    pub fn image_exists_on(&self, host: &str, image: &str) -> bool {
+        let bin = &self.bin;
+        cmd!(self.sh, "{bin} --host {host} image inspect {image}").quiet().ignore_stdout().ignore_stderr().run().is_ok()
+    }
+
+    /// `docker save IMAGE -o FILE`.
+    pub fn save(&self, images: &[&str], file: &Path) -> Result<()> {
+        let bin = &self.bin;
+        cmd!(self.sh, "{bin} save --output {file} {images...}").quiet().run().with_context(|| format!("saving {}", images.join(" ")))?;
         Ok(())
     }
 
@@ -331,6 +374,18 @@ impl Docker {
     pub fn remove_container(&self, name: &str) {
         let bin = &self.bin;
         let _ = cmd!(self.sh, "{bin} rm --force --volumes {name}").quiet().ignore_stdout().ignore_stderr().run();
+    }
+
+    /// Does a container (any state) with this name or id exist? Quiet when it does not.
+    pub fn container_exists(&self, name: &str) -> bool {
+        let bin = &self.bin;
+        let format = "{{.Id}}";
+        cmd!(self.sh, "{bin} container inspect --format {format} {name}")
+            .quiet()
+            .ignore_stdout()
+            .ignore_stderr()
+            .run()
+            .is_ok()
     }
 
     pub fn container_inspect(&self, name: &str, template: &str) -> Result<String> {
@@ -500,6 +555,8 @@ pub struct BuildRequest {
     pub iidfile: PathBuf,
     /// Echo progress lines to stderr as they come.
     pub echo: bool,
+    /// `--network` for RUN steps (e.g. `host` on an engine without a bridge).
+    pub network: Option<String>,
 }
 
 pub struct BuildOutcome {
@@ -523,6 +580,21 @@ pub struct RunSpec {
     pub user: Option<String>,
     pub gpus: bool,
     pub command: Vec<String>,
+}
+
+fn build_lock() -> Result<std::fs::File> {
+    let path = crate::project::state_dir()?.join("build.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    if file.try_lock().is_err() {
+        ui::info("waiting for another build from this checkout to finish");
+        file.lock().with_context(|| format!("locking {}", path.display()))?;
+    }
+    Ok(file)
 }
 
 fn first_line(text: &str) -> String {

@@ -377,7 +377,9 @@ fn parse_from(instruction: &Instruction, index: usize) -> Result<Stage> {
     let platform = flags.iter().find(|(k, _)| k == "platform").and_then(|(_, v)| v.clone());
     let (base, name) = match words.as_slice() {
         [image] => (image.clone(), None),
-        [image, as_word, name] if as_word.eq_ignore_ascii_case("as") => (image.clone(), Some(name.to_ascii_lowercase())),
+        [image, as_word, name] if as_word.eq_ignore_ascii_case("as") => {
+            (image.clone(), Some(name.to_ascii_lowercase()))
+        }
         _ => bail!("FROM should be `FROM image [AS name]`, got {:?}", instruction.arguments),
     };
     Ok(Stage {
@@ -730,10 +732,7 @@ ADD README.md /app/
     fn recorded_fixture_dockerfile() {
         let df = Dockerfile::parse(include_str!("testdata/buildkit/multistage.Dockerfile")).unwrap();
         assert_eq!(df.stages.len(), 3);
-        assert_eq!(
-            context_sources(&df),
-            ["web_app/package.json", "web_app/src", "iopaint/pyproject.toml", "iopaint"]
-        );
+        assert_eq!(context_sources(&df), ["web_app/package.json", "web_app/src", "iopaint/pyproject.toml", "iopaint"]);
         let runtime = df.stage("runtime").unwrap();
         assert_eq!(runtime.copies.iter().filter(|c| c.from.is_some()).count(), 2);
     }

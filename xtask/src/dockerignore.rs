@@ -19,8 +19,8 @@
 //! spellings carry regex meaning there. They are reproduced where sane
 //! (`[!a]` is a class of `!` and `a`, NOT a negation; a `^` outside a class is
 //! a start anchor in wildcard patterns) and rejected with a clear error where
-//! they are not (`*`/`?`/`[:` inside a class, `\` before a letter other than
-//! the simple ones below).
+//! they are not (`*`/`?`/`[:` inside a class; `\` before a letter other than
+//! `a f t n r v d s w`, which carry their Go regexp meaning).
 //!
 //! Checked against engine 20.10's built-in BuildKit (testdata/dockerignore/):
 //! with [`Sender::PrefixOnly`] the walker sends exactly the files that engine
@@ -97,15 +97,15 @@ impl IgnoreRules {
     /// Parses the text of a `.dockerignore` file (moby's `ReadAll` + `New`).
     pub fn parse(content: &str) -> Result<IgnoreRules> {
         let lines = read_all(content);
-        IgnoreRules::from_patterns(lines.iter().map(String::as_str))
-            .context("invalid .dockerignore")
+        IgnoreRules::from_patterns(lines.iter().map(String::as_str)).context("invalid .dockerignore")
     }
 
     /// Reads a `.dockerignore` file; a missing file means "no rules", like Docker.
     pub fn from_file(path: &Path) -> Result<IgnoreRules> {
         match fs::read(path) {
-            Ok(bytes) => IgnoreRules::parse(&String::from_utf8_lossy(&bytes))
-                .with_context(|| format!("in {}", path.display())),
+            Ok(bytes) => {
+                IgnoreRules::parse(&String::from_utf8_lossy(&bytes)).with_context(|| format!("in {}", path.display()))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(IgnoreRules::default()),
             Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
         }
@@ -126,8 +126,7 @@ impl IgnoreRules {
                 Some(rest) => (true, rest.to_string()),
                 None => (false, cleaned),
             };
-            let matcher =
-                compile(&text).with_context(|| format!("bad .dockerignore pattern {raw:?}"))?;
+            let matcher = compile(&text).with_context(|| format!("bad .dockerignore pattern {raw:?}"))?;
             patterns.push(Pattern { text, exception, matcher });
         }
         Ok(IgnoreRules { patterns })
@@ -140,10 +139,7 @@ impl IgnoreRules {
 
     /// The patterns as Docker keeps them after cleaning (`!` kept on exceptions).
     pub fn lines(&self) -> Vec<String> {
-        self.patterns
-            .iter()
-            .map(|p| if p.exception { format!("!{}", p.text) } else { p.text.clone() })
-            .collect()
+        self.patterns.iter().map(|p| if p.exception { format!("!{}", p.text) } else { p.text.clone() }).collect()
     }
 
     /// True when any `!` exception pattern exists.
@@ -198,8 +194,7 @@ impl Pattern {
             Matcher::Exact => path == self.text,
             Matcher::Prefix(prefix) => path.starts_with(prefix.as_str()),
             Matcher::Suffix(suffix) => {
-                path.ends_with(suffix.as_str())
-                    || suffix.strip_prefix('/').is_some_and(|rest| path == rest)
+                path.ends_with(suffix.as_str()) || suffix.strip_prefix('/').is_some_and(|rest| path == rest)
             }
             Matcher::Wildcard(tokens) => {
                 let text: Vec<char> = path.chars().collect();
@@ -450,9 +445,7 @@ fn wildcard_match(tokens: &[Token], text: &[char]) -> bool {
         let ok = match tokens.get(t) {
             None => p == text.len(),
             Some(Token::Literal(c)) => text.get(p) == Some(c) && go(tokens, text, t + 1, p + 1, failed),
-            Some(Token::AnyChar) => {
-                text.get(p).is_some_and(|&c| c != '/') && go(tokens, text, t + 1, p + 1, failed)
-            }
+            Some(Token::AnyChar) => text.get(p).is_some_and(|&c| c != '/') && go(tokens, text, t + 1, p + 1, failed),
             Some(Token::Class(class)) => {
                 text.get(p).is_some_and(|&c| class.matches(c)) && go(tokens, text, t + 1, p + 1, failed)
             }
@@ -469,9 +462,9 @@ fn wildcard_match(tokens: &[Token], text: &[char]) -> bool {
                     end += 1;
                 }
             }
-            Some(Token::Rest) => {
-                (p..=text.len()).take_while(|&e| e == p || text[e - 1] != '\n').any(|e| go(tokens, text, t + 1, e, failed))
-            }
+            Some(Token::Rest) => (p..=text.len())
+                .take_while(|&e| e == p || text[e - 1] != '\n')
+                .any(|e| go(tokens, text, t + 1, e, failed)),
             Some(Token::AnyDirs) => {
                 go(tokens, text, t + 1, p, failed)
                     || (p..text.len())
@@ -962,14 +955,27 @@ mod tests {
         tree.file(".env", 3);
         tree.file("docs/keep.md", 7);
         tree.file("docs/drop.md", 70);
-        let r = rules(&["target", "**/node_modules", "iopaint/tests", "docs", "!docs/keep.md", "Dockerfile", ".dockerignore"]);
+        let r = rules(&[
+            "target",
+            "**/node_modules",
+            "iopaint/tests",
+            "docs",
+            "!docs/keep.md",
+            "Dockerfile",
+            ".dockerignore",
+        ]);
         let plain = walk_context(&tree.0, &r).unwrap();
         let paths: Vec<&str> = plain.sent.iter().map(|(p, _)| p.as_str()).collect();
         assert_eq!(paths, [".env", "docs/keep.md", "iopaint/api.py", "web_app/src/main.tsx"]);
         // `docs` is excluded but still sent as the parent of a re-included file.
         assert_eq!(plain.dirs, ["docs", "iopaint", "web_app", "web_app/src"]);
 
-        let stats = walk_context_with(&tree.0, &r, WalkOptions { always_sent: &["Dockerfile", ".dockerignore"], ..Default::default() }).unwrap();
+        let stats = walk_context_with(
+            &tree.0,
+            &r,
+            WalkOptions { always_sent: &["Dockerfile", ".dockerignore"], ..Default::default() },
+        )
+        .unwrap();
         let paths: Vec<&str> = stats.sent.iter().map(|(p, _)| p.as_str()).collect();
         assert_eq!(
             paths,
@@ -978,10 +984,7 @@ mod tests {
         assert_eq!(stats.files, 6);
         assert_eq!(stats.bytes, 5 + 3 + 10 + 7 + 100 + 50);
         assert_eq!(stats.secrets(), [(".env".to_string(), ".env*")]);
-        assert_eq!(
-            stats.largest_paths(2),
-            [("iopaint/api.py".to_string(), 100), ("web_app/src/".to_string(), 50)]
-        );
+        assert_eq!(stats.largest_paths(2), [("iopaint/api.py".to_string(), 100), ("web_app/src/".to_string(), 50)]);
         assert_eq!(stats.largest_paths_at_depth(1, 1), [("iopaint/".to_string(), 100)]);
 
         for (source, found) in [
@@ -1045,7 +1048,13 @@ mod tests {
         let mut section = "";
         for line in text.lines() {
             if let Some(name) = line.strip_prefix("== ") {
-                section = if name == ".dockerignore" { "ignore" } else if name == "tree" { "tree" } else { "sent" };
+                section = if name == ".dockerignore" {
+                    "ignore"
+                } else if name == "tree" {
+                    "tree"
+                } else {
+                    "sent"
+                };
             } else if section == "ignore" {
                 build.dockerignore.push_str(line);
                 build.dockerignore.push('\n');

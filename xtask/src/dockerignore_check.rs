@@ -821,9 +821,11 @@ impl Outcome {
             "Dockerfile sources: {total} COPY/ADD/bind-mount sources from the context in {} checked, {bad} excluded or missing",
             dockerfiles.into_iter().collect::<Vec<_>>().join(", ")
         ));
+        // Both Dockerfiles bind-mount iopaint/ and copy web_app/: say it once.
+        let mut told = BTreeSet::new();
         for source in &self.sources {
             if let Verdict::Sent { excluded_below, .. } = &source.verdict {
-                if !excluded_below.is_empty() {
+                if !excluded_below.is_empty() && told.insert((&source.ignore_file, &source.source.source)) {
                     let parts: Vec<String> = excluded_below.iter().map(|(why, n)| format!("{n} by {why}")).collect();
                     report.note(format!("  `{}` is sent without {} files: {}", source.source.source, excluded_below.iter().map(|(_, n)| n).sum::<u64>(), parts.join(", ")));
                 }

@@ -164,7 +164,11 @@ impl Report {
                     .enumerate()
                     .map(|(i, t)| {
                         let pad = widths[i].saturating_sub(t.chars().count());
-                        if numeric[i] { format!("{}{t}", " ".repeat(pad)) } else { format!("{t}{}", " ".repeat(pad)) }
+                        if numeric[i] {
+                            format!("{}{t}", " ".repeat(pad))
+                        } else {
+                            format!("{t}{}", " ".repeat(pad))
+                        }
                     })
                     .collect();
                 format!("  {}\n", padded.join("  ").trim_end())
@@ -201,7 +205,9 @@ impl Report {
                 let object: Map<String, Value> = row
                     .iter()
                     .enumerate()
-                    .map(|(i, c)| (self.headers.get(i).cloned().unwrap_or_else(|| format!("column {}", i + 1)), c.value.clone()))
+                    .map(|(i, c)| {
+                        (self.headers.get(i).cloned().unwrap_or_else(|| format!("column {}", i + 1)), c.value.clone())
+                    })
                     .collect();
                 Value::Object(object)
             })
@@ -316,8 +322,18 @@ mod tests {
     fn sample() -> Report {
         let mut report = Report::new("size-check cpu");
         report.set_headers(&["layer", "size", "share", "origin"]);
-        report.add_row([Cell::from("RUN pip install torch"), Cell::bytes(1_200_000_000), Cell::percent(61.53), Cell::from("ours")]);
-        report.add_row([Cell::from("ADD file:abc in /"), Cell::bytes(74_800_000), Cell::percent(3.8), Cell::from("base")]);
+        report.add_row([
+            Cell::from("RUN pip install torch"),
+            Cell::bytes(1_200_000_000),
+            Cell::percent(61.53),
+            Cell::from("ours"),
+        ]);
+        report.add_row([
+            Cell::from("ADD file:abc in /"),
+            Cell::bytes(74_800_000),
+            Cell::percent(3.8),
+            Cell::from("base"),
+        ]);
         report.fact("budget_bytes", 3_000_000_000u64);
         report.note("budget 3.00 GB");
         report

@@ -53,9 +53,8 @@ pub fn default_budget(flavor: &str) -> Option<u64> {
 
 /// Parses one `--max-size` value, `cpu=2.5GB`, into (`cpu`, 2_500_000_000).
 pub fn parse_budget(text: &str) -> Result<(String, u64)> {
-    let (flavor, size) = text
-        .split_once('=')
-        .ok_or_else(|| anyhow!("--max-size {text:?} should look like cpu=2.5GB"))?;
+    let (flavor, size) =
+        text.split_once('=').ok_or_else(|| anyhow!("--max-size {text:?} should look like cpu=2.5GB"))?;
     let flavor = flavor.trim();
     if flavor.is_empty() {
         bail!("--max-size {text:?} names no flavour (e.g. cpu=2.5GB)");
@@ -107,9 +106,8 @@ pub fn parse_history(text: &str) -> Result<Vec<Layer>> {
         let (Some(id), Some(size)) = (fields.next(), fields.next()) else {
             bail!("docker history line {} has no tab-separated size: {line:?}", n + 1);
         };
-        let size = parse_size(size).with_context(|| {
-            format!("docker history line {}: size {size:?} (was --human=false passed?)", n + 1)
-        })?;
+        let size = parse_size(size)
+            .with_context(|| format!("docker history line {}: size {size:?} (was --human=false passed?)", n + 1))?;
         layers.push(Layer {
             id: id.trim().to_string(),
             size,
@@ -137,7 +135,9 @@ pub fn total_size(layers: &[Layer]) -> u64 {
 
 /// (bytes from the base image, bytes from our own instructions).
 pub fn base_and_ours(layers: &[Layer]) -> (u64, u64) {
-    layers.iter().fold((0, 0), |(base, ours), l| if l.from_base { (base + l.size, ours) } else { (base, ours + l.size) })
+    layers
+        .iter()
+        .fold((0, 0), |(base, ours), l| if l.from_base { (base + l.size, ours) } else { (base, ours + l.size) })
 }
 
 /// A layer's share of the whole image, in percent (0 for an empty image).

@@ -87,6 +87,7 @@ pub fn run(args: &TestArgs) -> Result<()> {
     step("browser test (web_app e2e against the dev server)", &mut || browser_test(&sh));
     step("build cpu image", &mut || build_flavor(&env, Flavor::Cpu));
     step("build gpu image", &mut || build_flavor(&env, Flavor::Gpu));
+    step("docs: tested commands", &mut || docs_commands(&env));
     step("CA bundle absent from the cpu image's layers", &mut || ca_bundle_absent(&env, Flavor::Cpu));
     step("CA bundle absent from the gpu image's layers", &mut || ca_bundle_absent(&env, Flavor::Gpu));
 
@@ -238,6 +239,7 @@ fn build_flavor(env: &Env, flavor: Flavor) -> Result<()> {
         build_args: build::flavor_build_args(env, flavor, &version, &[]),
         no_cache: false,
         echo: false,
+        network: None,
     };
     let image = build::build_image(env, flavor, &spec)?;
     ui::info(format!(
@@ -269,13 +271,82 @@ fn ca_bundle_absent(env: &Env, flavor: Flavor) -> Result<()> {
     Ok(())
 }
 
+/// The fenced blocks marked ```` ```sh tested ```` in README.md and docs/*.md, in order.
+pub fn tested_blocks(markdown: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in markdown.lines() {
+        let trimmed = line.trim_start();
+        match current.as_mut() {
+            None if trimmed.starts_with("```") => {
+                let info: Vec<&str> = trimmed.trim_start_matches('`').split_whitespace().collect();
+                if info.first().is_some_and(|l| matches!(*l, "sh" | "bash" | "shell")) && info.contains(&"tested") {
+                    current = Some(String::new());
+                }
+            }
+            Some(block) if trimmed.starts_with("```") => {
+                blocks.push(std::mem::take(block));
+                current = None;
+            }
+            Some(block) => {
+                block.push_str(line);
+                block.push('\n');
+            }
+            None => {}
+        }
+    }
+    blocks
+}
+
+/// Runs every tested block of the docs with bash (`set -euo pipefail`) from the
+/// repository root, with `docker` resolving to the client setup chose.
+fn docs_commands(env: &Env) -> Result<()> {
+    let root = project::root();
+    let mut files = vec![root.join("README.md")];
+    let mut docs: Vec<PathBuf> = std::fs::read_dir(root.join("docs"))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "md"))
+        .collect();
+    docs.sort();
+    files.extend(docs);
+    let shim = ScratchDir::new("docs-bin")?;
+    std::os::unix::fs::symlink(&env.docker.bin, shim.path().join("docker"))?;
+    let path = format!("{}:{}", shim.path().display(), std::env::var("PATH").unwrap_or_default());
+    let mut ran = 0;
+    for file in files {
+        let text = std::fs::read_to_string(&file)?;
+        for (i, block) in tested_blocks(&text).into_iter().enumerate() {
+            let name = format!("{} block {}", file.strip_prefix(&root).unwrap_or(&file).display(), i + 1);
+            ui::info(format!("running {name}"));
+            let status = Command::new("bash")
+                .arg("-c")
+                .arg(format!("set -euo pipefail\n{block}"))
+                .current_dir(&root)
+                .env("PATH", &path)
+                .env("DOCKER_BUILDKIT", "1")
+                .stdin(Stdio::null())
+                .status()
+                .with_context(|| format!("running {name}"))?;
+            if !status.success() {
+                bail!("{name} failed ({status}):\n{block}");
+            }
+            ran += 1;
+        }
+    }
+    if ran == 0 {
+        bail!("no ```sh tested block found in README.md or docs/");
+    }
+    ui::info(format!("{ran} tested doc blocks passed"));
+    Ok(())
+}
+
 /// Paths (`<layer>:<file>`) in any layer of `image` whose bytes equal `needle`.
 /// Scans every layer, not just the final filesystem: a file deleted in a later
 /// layer still ships in the image.
 fn files_with_content(env: &Env, image: &str, needle: &[u8]) -> Result<Vec<String>> {
     let scratch = ScratchDir::new("layers")?;
     let saved = scratch.path().join("image.tar");
-    env.docker.save(image, &saved)?;
+    env.docker.save(&[image], &saved)?;
     let unpacked = scratch.path().join("image");
     std::fs::create_dir_all(&unpacked)?;
     let sh = Shell::new()?;
@@ -332,6 +403,13 @@ fn parse_tar_verbose_line(line: &str) -> Option<(u64, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_blocks_marked_tested_are_run() {
+        let md = "text\n```sh tested\necho a\necho b\n```\n```sh\necho no\n```\n```bash tested\necho c\n```\n";
+        assert_eq!(tested_blocks(md), vec!["echo a\necho b\n".to_string(), "echo c\n".to_string()]);
+        assert!(tested_blocks("```sh\nx\n```\n").is_empty());
+    }
 
     #[test]
     fn tar_listing_lines_give_size_and_name() {

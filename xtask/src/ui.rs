@@ -102,12 +102,9 @@ pub struct Progress {
 impl Progress {
     /// Starts the step and prints its first line.
     pub fn start(label: impl Into<String>) -> Progress {
-        let progress = Progress {
-            label: label.into(),
-            started: Instant::now(),
-            interactive: colour_enabled(),
-            finished: false,
-        };
+        // Redrawing needs a terminal, not colour, so NO_COLOR does not matter here.
+        let interactive = std::io::stderr().is_terminal();
+        let progress = Progress { label: label.into(), started: Instant::now(), interactive, finished: false };
         if progress.interactive {
             progress.redraw();
         } else {
