@@ -273,7 +273,14 @@ fn check_failure_names_the_step(env: &Env) -> Result<()> {
     let scratch = ScratchDir::new("failing-build")?;
     let dockerfile = scratch.path().join("Dockerfile");
     let base = env.build_args_for(Flavor::Cpu).get("PYTHON_IMAGE").cloned().unwrap_or("python:3.10-slim-bookworm".into());
-    std::fs::write(&dockerfile, format!("FROM {base} AS doomed\nRUN echo fine\nRUN echo planted-failure-output && exit 3\n"))?;
+    // Two stages: BuildKit names stages in its progress only in multistage builds.
+    std::fs::write(
+        &dockerfile,
+        format!(
+            "FROM {base} AS doomed\nRUN echo fine\nRUN echo planted-failure-output && exit 3\n\
+             FROM {base}\nCOPY --from=doomed /etc/hostname /tmp/never\n"
+        ),
+    )?;
     let spec = ImageSpec {
         dockerfile,
         context: scratch.path().to_path_buf(),

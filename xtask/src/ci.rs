@@ -52,7 +52,7 @@ struct StepResult {
 }
 
 pub fn run(args: &CiArgs) -> Result<()> {
-    let exe = std::env::current_exe().context("finding the xtask binary")?;
+    let exe = crate::testkit::xtask_exe()?;
     let steps = pipeline(args.flavor);
     let mut results: Vec<StepResult> = steps
         .iter()

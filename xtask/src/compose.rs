@@ -188,7 +188,7 @@ fn is_container_id(line: &str) -> bool {
 
 /// `127.0.0.1:49153` (possibly after warnings) -> "127.0.0.1:49153"; `0.0.0.0:P` -> loopback.
 pub fn parse_port_line(out: &str) -> Option<String> {
-    let line = out.lines().map(str::trim).filter(|l| !l.is_empty()).last()?;
+    let line = out.lines().map(str::trim).rfind(|l| !l.is_empty())?;
     let (host, port) = line.rsplit_once(':')?;
     let port: u16 = port.parse().ok()?;
     let host = match host {
@@ -270,7 +270,7 @@ pub fn run(args: &ComposeArgs) -> Result<()> {
     }
 
     let stack = Stack::new(&env, profiles.clone(), &cpu_image, &gpu_image)?;
-    ui::info(&format!(
+    ui::info(format!(
         "compose project {} with {} (IOPAINT_PORT={}, MODEL={MODEL}{})",
         stack.project,
         stack.tool(),
@@ -389,9 +389,9 @@ pub fn run(args: &ComposeArgs) -> Result<()> {
     report.emit(&args.out)?;
     if args.keep {
         for (service, url) in &urls {
-            ui::ok(&format!("{service} is up at {url}"));
+            ui::ok(format!("{service} is up at {url}"));
         }
-        ui::info(&format!(
+        ui::info(format!(
             "left running (--keep); remove it with: {} --file {} --project-name {} down --volumes",
             match &stack.compose {
                 Compose::V2 => "docker compose".to_string(),
@@ -405,7 +405,7 @@ pub fn run(args: &ComposeArgs) -> Result<()> {
     if let Some(reason) = smoke::failure_reason(&checks.results) {
         bail!("compose-up failed: {reason}");
     }
-    ui::ok(&format!("compose-up: {} checks passed in {}", checks.results.len(), ui::fmt_duration(total)));
+    ui::ok(format!("compose-up: {} checks passed in {}", checks.results.len(), ui::fmt_duration(total)));
     Ok(())
 }
 

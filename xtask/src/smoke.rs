@@ -57,6 +57,16 @@ pub enum Status {
 }
 
 impl Status {
+    /// For JSON: `pass`, `fail`, `skip`.
+    pub fn key(self) -> &'static str {
+        match self {
+            Status::Pass => "pass",
+            Status::Fail => "fail",
+            Status::Skip => "skip",
+        }
+    }
+
+    /// For the table: a failure stands out.
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Pass => "pass",
@@ -79,7 +89,7 @@ impl CheckResult {
     pub fn to_json(&self) -> Value {
         json!({
             "name": self.name,
-            "status": match self.status { Status::Pass => "pass", Status::Fail => "fail", Status::Skip => "skip" },
+            "status": self.status.key(),
             "passed": self.status != Status::Fail,
             "detail": self.detail,
             "seconds": (self.elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
@@ -126,8 +136,8 @@ impl Checks {
         let line = format!("{}: {} ({})", result.name, first_line(&result.detail), ui::fmt_duration(result.elapsed));
         match result.status {
             Status::Pass => ui::ok(&line),
-            Status::Fail => ui::error(&format!("{}: {}", result.name, result.detail)),
-            Status::Skip => ui::warn(&format!("{} skipped: {}", result.name, result.detail)),
+            Status::Fail => ui::error(format!("{}: {}", result.name, result.detail)),
+            Status::Skip => ui::warn(format!("{} skipped: {}", result.name, result.detail)),
         }
         self.results.push(result);
     }
@@ -153,7 +163,7 @@ pub fn checks_report(title: &str, results: &[CheckResult]) -> Report {
     for r in results {
         report.add_row([
             Cell::from(r.name.clone()),
-            Cell::new(r.status.as_str(), r.status != Status::Fail),
+            Cell::new(r.status.as_str(), r.status.key()),
             Cell::seconds(r.elapsed.as_secs_f64()),
             Cell::from(truncate(first_line(&r.detail), 100)),
         ]);
@@ -1081,6 +1091,7 @@ class TinyLama(torch.nn.Module):
 example = (torch.rand(1, 3, 64, 64), torch.zeros(1, 1, 64, 64))
 module = torch.jit.trace(TinyLama().eval(), example)
 path = sys.argv[1]
+os.umask(0)  # dirs the host user (maybe not root) can delete again after the run
 os.makedirs(os.path.dirname(path), exist_ok=True)
 torch.jit.save(module, path)
 check = torch.jit.load(path)(torch.rand(1, 3, 40, 104), torch.ones(1, 1, 40, 104))
@@ -1157,7 +1168,7 @@ pub fn run(args: &SmokeArgs) -> Result<()> {
         gpus,
         ..Default::default()
     };
-    ui::info(&format!("running {image} as {name} on {base_url} (MODEL={}, DEVICE={device})", args.model));
+    ui::info(format!("running {image} as {name} on {base_url} (MODEL={}, DEVICE={device})", args.model));
     let started = Instant::now();
     cleanup.add(Leftover::Container(name.clone()));
 
@@ -1233,7 +1244,7 @@ pub fn run(args: &SmokeArgs) -> Result<()> {
     if let Some(reason) = reason {
         bail!("smoke {} of {image} failed: {reason}", flavor.name());
     }
-    ui::ok(&format!("smoke {}: {} checks passed in {}", flavor.name(), checks.results.len(), ui::fmt_duration(total)));
+    ui::ok(format!("smoke {}: {} checks passed in {}", flavor.name(), checks.results.len(), ui::fmt_duration(total)));
     Ok(())
 }
 
@@ -1293,7 +1304,7 @@ fn gpu_checks(checks: &mut Checks, docker: &Docker, name: &str, base_url: &str, 
     if gpus {
         checks.run("inpaint time cuda vs cpu", || {
             let out = exec_in(docker, name, &["python", "-c", CUDA_VS_CPU_PY, LAMA_IN_CONTAINER])?;
-            ui::info(&format!("one 512x512 lama forward: {}", out.trim()));
+            ui::info(format!("one 512x512 lama forward: {}", out.trim()));
             Ok(out.trim().to_string())
         });
     }

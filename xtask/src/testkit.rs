@@ -65,8 +65,7 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
-    let exe = std::env::current_exe().context("finding the xtask binary")?;
-    let mut command = Command::new(exe);
+    let mut command = Command::new(xtask_exe()?);
     command.args(args).env("NO_COLOR", "1").env_remove("GITHUB_STEP_SUMMARY").stdin(Stdio::null());
     for (k, v) in env {
         command.env(k, v);
@@ -77,6 +76,17 @@ where
         code: out.status.code(),
         stdout: String::from_utf8_lossy(&out.stdout).to_string(),
         stderr: String::from_utf8_lossy(&out.stderr).to_string(),
+    })
+}
+
+/// This binary's path. When cargo rebuilt it while we run (a developer's
+/// `cargo xtask` elsewhere), /proc reports "<path> (deleted)": use the new one.
+pub fn xtask_exe() -> Result<std::path::PathBuf> {
+    let exe = std::env::current_exe().context("finding the xtask binary")?;
+    let text = exe.to_string_lossy();
+    Ok(match text.strip_suffix(" (deleted)") {
+        Some(live) => std::path::PathBuf::from(live),
+        None => exe,
     })
 }
 
