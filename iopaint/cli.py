@@ -177,4 +177,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-# xtask cache-test 16762-1796399635129795555: temporary line, removed automatically

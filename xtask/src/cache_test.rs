@@ -158,6 +158,8 @@ pub fn run(args: &CacheArgs) -> Result<()> {
     for target in [PYTHON_TOUCH, FRONTEND_TOUCH] {
         let marker = unique_marker();
         ui::info(format!("appending a comment to {} and rebuilding", target.rel));
+        // Keep the file touched as briefly as possible: not while queued behind another build.
+        wait_for_other_builds(&state);
         let rebuilt = {
             let _touched = begin_touch(&root.join(target.rel), target.rel, target.comment, &marker, &state.join(BACKUP_DIR))?;
             build::build_image(&env, flavor, &spec(Vec::new(), false))
@@ -241,14 +243,18 @@ pub fn run(args: &CacheArgs) -> Result<()> {
 
 fn add_rows(report: &mut Report, touched: &str, elapsed: Duration, verdict: &Verdict) {
     for (i, stage) in verdict.stages.iter().enumerate() {
-        let ran: Vec<String> = stage.ran.iter().map(|s| format!("[{}/{}] {}", s.index, s.total, short(&s.instruction, 40))).collect();
+        let ran: Vec<String> = stage.ran.iter().map(|s| format!("[{}/{}] {}", s.index, s.total, short(&s.instruction, 36))).collect();
+        let mut shown = ran.iter().take(3).cloned().collect::<Vec<_>>().join("; ");
+        if ran.len() > 3 {
+            shown.push_str(&format!("; +{} more", ran.len() - 3));
+        }
         report.add_row(vec![
             Cell::from(if i == 0 { format!("touch {touched}") } else { String::new() }),
             if i == 0 { Cell::seconds(elapsed.as_secs_f64()) } else { Cell::from("") },
             Cell::from(stage.label.clone()),
             Cell::from(stage.cached as u64),
             Cell::from(stage.ran.len() as u64),
-            Cell::new(ran.join("; "), json!(ran)),
+            Cell::new(shown, json!(ran)),
             Cell::from(stage.verdict.clone()),
         ]);
     }
@@ -282,6 +288,18 @@ fn remove_untagged(env: &Env, image_id: &str) {
         if tags.trim() == "0" {
             env.docker.remove_image(image_id);
         }
+    }
+}
+
+/// Waits until no other build from this checkout runs (docker.rs serialises
+/// builds with a flock on `target/xtask/build.lock`), then lets go at once.
+fn wait_for_other_builds(state: &Path) {
+    let Ok(file) = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(state.join("build.lock")) else {
+        return;
+    };
+    if file.try_lock().is_err() {
+        ui::info("waiting for another build from this checkout before touching the file");
+        let _ = file.lock();
     }
 }
 
@@ -593,6 +611,8 @@ pub fn check_frontend_touch(steps: &[StepRun], app: &AppLayers, touched: &str) -
 // Touching and restoring files
 
 const BACKUP_DIR: &str = "cache-test-backup";
+/// Starts every comment the test appends.
+const COMMENT_TAG: &str = "xtask cache-test";
 
 /// A touched file: what to put back, and where its crash-safe backup is.
 #[derive(Debug, Clone)]
@@ -626,7 +646,7 @@ impl Touch {
         if !original.is_empty() && !original.ends_with(b"\n") {
             appended.push(b'\n');
         }
-        appended.extend(format!("{comment} xtask cache-test {marker}: temporary line, removed automatically\n").bytes());
+        appended.extend(format!("{comment} {COMMENT_TAG} {marker}: temporary line, removed automatically\n").bytes());
         std::fs::create_dir_all(backup_dir).with_context(|| format!("creating {}", backup_dir.display()))?;
         let slug = rel.replace('/', "__");
         let touch = Touch {
@@ -1004,7 +1024,7 @@ impl Drop for CliPyKeeper {
         }
         // Only our own comment is ever removed: a coworker's edit stays.
         if let Ok(now) = std::fs::read(&self.path) {
-            if now.starts_with(&self.original) && String::from_utf8_lossy(&now[self.original.len()..]).contains("xtask cache-test") {
+            if now.starts_with(&self.original) && String::from_utf8_lossy(&now[self.original.len()..]).contains(COMMENT_TAG) {
                 let _ = std::fs::write(&self.path, &self.original);
                 let _ = set_mtime(&self.path, self.mtime);
             }
@@ -1044,7 +1064,7 @@ fn interrupt_mid_build(signal: &str, expected_code: Option<i32>) -> Result<()> {
     let scratch = ScratchDir::new("cache-test-signal")?;
     let log_path = scratch.path().join("cache-test.log");
     let log = std::fs::File::create(&log_path)?;
-    let mut child = Command::new(std::env::current_exe()?)
+    let mut child = Command::new(crate::testkit::xtask_exe()?)
         .args(["cache-test", "cpu"])
         .env("NO_COLOR", "1")
         .env_remove("GITHUB_STEP_SUMMARY")
@@ -1061,7 +1081,9 @@ fn interrupt_mid_build(signal: &str, expected_code: Option<i32>) -> Result<()> {
         if let Some(status) = child.try_wait()? {
             bail!("cache-test exited ({status}) before touching {}:\n{}", PYTHON_TOUCH.rel, read_log());
         }
-        if std::fs::read(&path)? != original {
+        // Our own comment, not any change: others (bench) touch this file too.
+        let now = std::fs::read(&path)?;
+        if now != original && String::from_utf8_lossy(&now).contains(COMMENT_TAG) {
             break;
         }
         if Instant::now() > deadline {
@@ -1071,11 +1093,18 @@ fn interrupt_mid_build(signal: &str, expected_code: Option<i32>) -> Result<()> {
         std::thread::sleep(Duration::from_millis(20));
     }
     // Let the rebuild's `docker build` start, so the signal interrupts a build.
-    let build_deadline = Instant::now() + Duration::from_secs(5);
-    let mut builders = children_of(child.id());
-    while builders.is_empty() && Instant::now() < build_deadline {
-        std::thread::sleep(Duration::from_millis(20));
-        builders = children_of(child.id());
+    let is_build = |pid: &u32| {
+        std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| String::from_utf8_lossy(&c).contains("build"))
+    };
+    let build_deadline = Instant::now() + Duration::from_secs(10);
+    let mut builders: Vec<u32> = Vec::new();
+    while builders.is_empty() {
+        builders = children_of(child.id()).into_iter().filter(is_build).collect();
+        if builders.is_empty() && Instant::now() > build_deadline {
+            let _ = child.kill();
+            bail!("no `docker build` ran under cache-test within 10 s of the touch:\n{}", read_log());
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
     let sent = Command::new("kill").arg(format!("-{signal}")).arg(child.id().to_string()).status()?;
     if !sent.success() {
