@@ -386,7 +386,7 @@ fn check_remote_engine(env: &Env) -> Result<()> {
     let bridge_name = format!("iopd2-{}", std::process::id() % 100_000);
     let sh = xshell::Shell::new()?;
     xshell::cmd!(sh, "ip link add {bridge_name} type bridge").quiet().run().context("creating a bridge for the second engine (needs root and iproute2)")?;
-    let bridge = Bridge(bridge_name.clone());
+    let _bridge = Bridge(bridge_name.clone());
     xshell::cmd!(sh, "ip link set {bridge_name} up").quiet().run()?;
     let log = std::fs::File::create(dir.join("dockerd.log"))?;
     let child = std::process::Command::new(dockerd)
@@ -404,7 +404,7 @@ fn check_remote_engine(env: &Env) -> Result<()> {
         .stderr(log)
         .spawn()
         .context("starting a second dockerd")?;
-    // Declared after `bridge`, so dropped first: the engine stops, then its bridge goes.
+    // Declared after `_bridge`, so dropped first: the engine stops, then its bridge goes.
     let _engine = Daemon { child, _scratch: scratch };
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while !env.docker.engine_answers_on(&host) {

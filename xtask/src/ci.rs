@@ -119,7 +119,22 @@ impl AsFdOwned for std::io::Stderr {
     }
 }
 
-pub const INTEGRATION: &[crate::testkit::IntegrationCheck] = &[];
+pub const INTEGRATION: &[crate::testkit::IntegrationCheck] = &[crate::testkit::IntegrationCheck {
+    name: "the cpu pipeline passes and reports every step",
+    run: check_cpu_pipeline,
+}];
+
+fn check_cpu_pipeline(_env: &crate::setup::Env) -> Result<()> {
+    let run = crate::testkit::xtask(["ci", "--json"])?;
+    run.expect_success()?;
+    let report: serde_json::Value = serde_json::from_str(run.stdout.trim())
+        .with_context(|| format!("`ci --json` printed no JSON:\n{}", crate::testkit::tail(&run.stdout, 10)))?;
+    let steps = report["facts"]["steps"].as_array().cloned().unwrap_or_default();
+    if steps.len() != pipeline(FlavorChoice::Cpu).len() || steps.iter().any(|s| s["result"] != "pass") {
+        bail!("`ci --json` did not report every step as passed: {report}");
+    }
+    Ok(())
+}
 
 #[cfg(test)]
 mod tests {

@@ -62,12 +62,6 @@ pub fn kill_children() {
     }
 }
 
-/// Why a candidate client was rejected, for the error message.
-pub struct Rejected {
-    pub bin: PathBuf,
-    pub why: String,
-}
-
 /// What probing one `docker` binary found.
 pub enum Probe {
     Usable(BuildFrontend),
@@ -134,10 +128,6 @@ impl Docker {
         Ok(Docker { bin, frontend, sh })
     }
 
-    pub fn sh(&self) -> &Shell {
-        &self.sh
-    }
-
     /// The engine's version, or an error when no engine answers.
     pub fn server_version(&self) -> Result<String> {
         let bin = &self.bin;
@@ -193,6 +183,10 @@ impl Docker {
     /// Runs a BuildKit build, streaming its plain progress to stderr while
     /// keeping a copy for parsing.
     pub fn build(&self, req: &BuildRequest) -> Result<BuildOutcome> {
+        // One build at a time per checkout: engine 20.10's BuildKit can panic
+        // ("failed to get edge", moby/moby#42414) and take the daemon down when
+        // concurrent builds share steps. Held until the image id has been read.
+        let lock = build_lock()?;
         let iidfile = req.iidfile.clone();
         let _ = std::fs::remove_file(&iidfile);
         let mut command = Command::new(&self.bin);
@@ -231,15 +225,11 @@ impl Docker {
             command.args(["--network", network]);
         }
         command.arg(&req.context);
-        // One build at a time per checkout: engine 20.10's BuildKit can panic
-        // ("failed to get edge") and take the daemon down when concurrent builds
-        // share steps. The lock is released when the file is dropped.
-        let lock = build_lock()?;
         let started = Instant::now();
         let (success, log) = stream_and_capture(command, req.echo)?;
-        drop(lock);
         let elapsed = started.elapsed();
         let image_id = std::fs::read_to_string(&iidfile).ok().map(|s| s.trim().to_string());
+        drop(lock);
         Ok(BuildOutcome { success, log, elapsed, image_id })
     }
 
@@ -316,12 +306,6 @@ impl Docker {
         Ok(())
     }
 
-    pub fn tag(&self, from: &str, to: &str) -> Result<()> {
-        let bin = &self.bin;
-        cmd!(self.sh, "{bin} tag {from} {to}").quiet().run()?;
-        Ok(())
-    }
-
     pub fn push(&self, image: &str) -> Result<()> {
         let bin = &self.bin;
         cmd!(self.sh, "{bin} push {image}").quiet().run().with_context(|| format!("pushing {image}"))?;
@@ -331,6 +315,31 @@ impl Docker {
     pub fn remove_image(&self, image: &str) {
         let bin = &self.bin;
         let _ = cmd!(self.sh, "{bin} image rm --force {image}").quiet().ignore_stdout().ignore_stderr().run();
+    }
+
+    /// The engine's build-cache records as JSON (`[{"ID", "Parent", "Description",
+    /// "InUse", "Size", ...}]`), from `docker system df -v`.
+    pub fn build_cache_records(&self) -> Result<String> {
+        let bin = &self.bin;
+        let format = "{{json .BuildCache}}";
+        Ok(cmd!(self.sh, "{bin} system df -v --format {format}").quiet().read().context("listing the build cache")?)
+    }
+
+    /// Removes ONE build-cache record (`docker builder prune --all --filter id=ID`).
+    /// The engine matches the id as a pattern, so an empty or partial id would
+    /// prune much more: only whole record ids are accepted.
+    pub fn prune_build_cache_record(&self, id: &str) -> Result<()> {
+        if id.len() < 20 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            bail!("refusing to prune build cache with id filter {id:?}: not a whole record id");
+        }
+        let bin = &self.bin;
+        let filter = format!("id={id}");
+        cmd!(self.sh, "{bin} builder prune --all --force --filter {filter}")
+            .quiet()
+            .ignore_stdout()
+            .run()
+            .with_context(|| format!("pruning build-cache record {id}"))?;
+        Ok(())
     }
 
     /// `docker run --detach`; returns the container id.
@@ -419,11 +428,6 @@ impl Docker {
     /// Does the engine know an NVIDIA runtime (`--gpus` can work)?
     pub fn has_nvidia_runtime(&self) -> bool {
         self.info_field("{{json .Runtimes}}").map(|r| r.contains("nvidia")).unwrap_or(false)
-    }
-
-    pub fn volume_remove(&self, name: &str) {
-        let bin = &self.bin;
-        let _ = cmd!(self.sh, "{bin} volume rm --force {name}").quiet().ignore_stdout().ignore_stderr().run();
     }
 
     /// Containers (any state), volumes and networks carrying `label` (`key=value`),

@@ -19,7 +19,7 @@ use crate::build::{self, ImageSpec};
 use crate::flavor::Flavor;
 use crate::setup::{self, Env, SetupOptions};
 use crate::testkit::{IntegrationCheck, ScratchDir};
-use crate::{cache_test, compose, dockerignore_check, project, pyenv, size_check, smoke, ui};
+use crate::{cache_test, ci, compose, dockerignore_check, project, pyenv, size_check, smoke, ui};
 
 #[derive(Args, Clone, Debug)]
 pub struct TestArgs {
@@ -98,6 +98,7 @@ pub fn run(args: &TestArgs) -> Result<()> {
         ("cache-test", cache_test::INTEGRATION),
         ("smoke", smoke::INTEGRATION),
         ("compose-up", compose::INTEGRATION),
+        ("ci", ci::INTEGRATION),
     ];
     for (group, checks) in groups {
         for check in *checks {
