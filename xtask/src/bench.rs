@@ -3,21 +3,28 @@
 //! run on the same tree; `--write-docs` puts the figures into
 //! `docs/benchmarks.md` between the bench markers.
 //!
-//! What "the whole checkout" means for the baseline's context: the baseline has
-//! no ignore file of its own, engine 20.10's built-in BuildKit reads only
-//! `<context>/.dockerignore`, and we never edit the user's `.dockerignore`. So
-//! the baseline is built from a copy of the working tree (`target/xtask/bench/
-//! context`) holding every file except `target/` and `.dockerignore`: sources,
-//! `.git`, `web_app/node_modules`, `web_app/dist`, caches, docs, the xtask —
-//! what a contributor's tree holds. `target/` is left out because it is Cargo's
-//! and the xtask's own scratch (venvs and build output, several GB, and this
-//! very copy); shipping it would measure our scratch space, not the layout.
+//! Both images are built from copies of the checkout made at the start
+//! (`target/xtask/bench/contexts/{multistage,baseline}`), never from the
+//! checkout itself:
+//! - the baseline has no ignore file of its own, engine 20.10's built-in
+//!   BuildKit reads only `<context>/.dockerignore`, and we never edit the
+//!   user's `.dockerignore`: its copy simply has none;
+//! - the rebuild measurements touch files, and other builds from the shared
+//!   checkout (cache-test, build, another engineer) would otherwise build our
+//!   touched file first, leaving our rebuild fully cached, or slip their own
+//!   touches into ours. In copies, nobody sees our edits and the user's files
+//!   are never modified, so a Ctrl-C cannot leave them touched.
+//!
+//! "The whole checkout" = every file of the working tree except `target/`:
+//! sources, `.git`, `web_app/node_modules`, `web_app/dist`, caches, docs, the
+//! xtask, as in a contributor's tree. `target/` is Cargo's and the xtask's
+//! scratch (venvs and build output, several GB, and these copies); shipping it
+//! would measure our scratch space, not the image layout.
 //!
 //! Cold builds use `--no-cache` and a fresh BuildKit session identity, so the
 //! whole context is transferred and BuildKit's `transferring context` line is
-//! the real context size. Rebuilds append a unique comment to one file,
-//! rebuild both images and restore the file's exact bytes and times (also on
-//! failure and on Ctrl-C).
+//! the real context size. Rebuilds append a unique comment to one file in both
+//! copies, rebuild both images and restore the file's exact bytes and times.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -56,10 +63,11 @@ const TIME_LIMIT: Duration = Duration::from_secs(20 * 60);
 /// Label on the containers we start, so an interrupted run can find them.
 const LABEL: (&str, &str) = ("iopaint.xtask", "bench");
 
-pub const CONTEXT_DEFINITION: &str = "multistage: the checkout with its .dockerignore; \
-baseline: a copy of the checkout without .dockerignore, i.e. every file of the working tree \
-(sources, .git, web_app/node_modules, web_app/dist, caches, docs, the xtask) except target/, \
-which is Cargo's and the xtask's scratch (venvs, build output, this copy itself)";
+pub const CONTEXT_DEFINITION: &str = "both images are built from copies of the checkout made at the start \
+of the run: every file of the working tree (sources, .git, web_app/node_modules, web_app/dist, caches, docs, \
+the xtask) except target/, which is Cargo's and the xtask's scratch (venvs, build output, the copies \
+themselves); the multistage copy keeps the checkout's .dockerignore, the baseline copy has none, so its \
+context is the whole tree";
 
 #[derive(Args, Clone, Debug)]
 pub struct BenchArgs {
@@ -174,8 +182,9 @@ impl Side {
     pub fn render(&self, unit: Unit) -> String {
         let Some(s) = spread(&self.values) else { return "not measured".into() };
         let mut text = unit.one(s.median);
-        if self.values.len() > 1 && s.min != s.max {
-            text.push_str(&format!(" ({}–{})", unit.one(s.min), unit.one(s.max)));
+        let (min, max) = (unit.one(s.min), unit.one(s.max));
+        if self.values.len() > 1 && min != max {
+            text.push_str(&format!(" ({min}–{max})"));
         }
         if let Some(total) = self.of_total {
             text.push_str(&format!(" of {total}"));
@@ -254,8 +263,10 @@ pub fn why_not_better(key: &str) -> &'static str {
              rebuild), and the multistage file then also re-runs its app layer to bundle the new UI"
         }
         "container_start" => {
-            "start-up runs the same app on the same interpreter in both images; the difference is noise \
-             (image layout does not change how fast Python imports the app)"
+            "the multistage builder deletes the dependencies' `__pycache__` folders to keep the image small, \
+             and the runtime user cannot write new ones, so Python compiles fastapi, pydantic, numpy and friends \
+             from source at every start, while the baseline keeps the `.pyc` files pip wrote: start-up time traded \
+             for image size"
         }
         _ => "no known reason: see the raw runs in the JSON report (`--json-out`)",
     }
@@ -276,7 +287,7 @@ impl Machine {
     pub fn describe(&self) -> String {
         let cpu = if self.cpu.is_empty() { String::new() } else { format!("{}, ", self.cpu) };
         format!(
-            "{cpu}{} cores, {} memory, {}, Docker engine {} (BuildKit via {})",
+            "{cpu}{} cores, {} memory, {}, Docker engine {} ({})",
             self.cores,
             fmt_gib(self.memory_bytes),
             if self.os.is_empty() { "Linux" } else { &self.os },
@@ -448,9 +459,9 @@ pub fn render_markdown(s: &Summary) -> String {
     }
     out.push_str(&format!("- **Build context:** {CONTEXT_DEFINITION}.\n"));
     out.push_str(&format!(
-        "- **Rebuilds:** a unique comment appended to `{}` (app) or `{}` (UI), both images rebuilt, the file \
-         restored; repeated {} time{}, shown as median (min–max). Cold builds: `--no-cache`, base images present, \
-         full context transfer.\n\n",
+        "- **Rebuilds:** a unique comment appended to `{}` (app) or `{}` (UI) in both copies, both images \
+         rebuilt, the file restored; repeated {} time{}, shown as median (min–max). Cold builds: `--no-cache`, \
+         base images present, full context transfer.\n\n",
         s.touched.0,
         s.touched.1,
         s.runs,
@@ -543,6 +554,127 @@ pub fn replace_between_markers(doc: &str, body: &str) -> Result<String> {
     Ok(format!("{}\n{}\n{}", &doc[..after_begin], body.trim_end(), &doc[end..]))
 }
 
+/// `name==version` pins (literal versions only) and `ARG NAME=default` lines of a Dockerfile.
+fn pins_and_args(dockerfile: &str) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
+    let mut pins = BTreeMap::new();
+    let mut args = BTreeMap::new();
+    for line in dockerfile.lines() {
+        let line = line.trim();
+        if line.starts_with('#') {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("ARG ") {
+            if let Some((k, v)) = rest.trim().split_once('=') {
+                args.insert(k.trim().to_string(), v.trim().to_string());
+            }
+            continue;
+        }
+        for token in line.split_whitespace() {
+            let token = token.trim_matches(|c: char| c == '"' || c == '\'' || c == ';' || c == '\\');
+            if let Some((name, version)) = token.split_once("==") {
+                if !name.is_empty() && !version.is_empty() && !token.contains('$') {
+                    pins.insert(name.to_string(), version.to_string());
+                }
+            }
+        }
+    }
+    (pins, args)
+}
+
+/// Where the baseline's versions or build-arg defaults differ from the
+/// multistage file's: a drifted baseline makes the comparison unfair.
+pub fn version_drift(multistage: &str, baseline: &str) -> Vec<String> {
+    let (ms_pins, ms_args) = pins_and_args(multistage);
+    let (bl_pins, bl_args) = pins_and_args(baseline);
+    let mut drift = Vec::new();
+    for (name, version) in &ms_pins {
+        match bl_pins.get(name) {
+            Some(v) if v == version => {}
+            Some(v) => drift.push(format!("{name}: multistage {version}, baseline {v}")),
+            None => drift.push(format!("{name}: pinned to {version} in the multistage file only")),
+        }
+    }
+    for (name, value) in &ms_args {
+        if let Some(v) = bl_args.get(name) {
+            if v != value {
+                drift.push(format!("ARG {name}: multistage {value}, baseline {v}"));
+            }
+        }
+    }
+    drift
+}
+
+/// The first RUN command of a Dockerfile as BuildKit names it: continuation
+/// lines joined by dropping only the backslash and newline (so ` \\\n && x`
+/// becomes `  && x`), comment lines inside a continuation skipped.
+pub fn first_run_command(dockerfile: &str) -> Option<String> {
+    let mut logical = String::new();
+    let mut continuing = false;
+    for line in dockerfile.lines() {
+        if continuing && line.trim_start().starts_with('#') {
+            continue;
+        }
+        if !continuing {
+            logical.clear();
+            if line.trim_start().starts_with('#') {
+                continue;
+            }
+        }
+        match line.strip_suffix('\\') {
+            Some(head) => {
+                logical.push_str(head);
+                continuing = true;
+                continue;
+            }
+            None => {
+                logical.push_str(line);
+                continuing = false;
+            }
+        }
+        let trimmed = logical.trim_start();
+        if trimmed.len() > 4 && trimmed[..4].eq_ignore_ascii_case("RUN ") {
+            return Some(trimmed[4..].trim().to_string());
+        }
+    }
+    None
+}
+
+/// Build-cache records (the JSON of `docker system df -v`) that are `root`
+/// records (by description) or descend from one, not in use, leaves first,
+/// with their sizes in bytes.
+pub fn cache_records_below(records_json: &str, root_description: &str) -> Result<Vec<(String, u64)>> {
+    let records: Vec<Value> = serde_json::from_str(records_json.trim()).context("the build-cache listing is not JSON")?;
+    let field = |r: &Value, k: &str| r.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+    let parent: std::collections::HashMap<String, String> =
+        records.iter().map(|r| (field(r, "ID"), field(r, "Parent"))).collect();
+    let is_root: std::collections::HashSet<String> =
+        records.iter().filter(|r| field(r, "Description") == root_description).map(|r| field(r, "ID")).collect();
+    let mut found = Vec::new();
+    for r in &records {
+        let id = field(r, "ID");
+        // Depth below a root, if the chain reaches one (bounded against cycles).
+        let (mut at, mut depth, mut hit) = (id.clone(), 0usize, false);
+        while depth <= records.len() {
+            if is_root.contains(&at) {
+                hit = true;
+                break;
+            }
+            match parent.get(&at) {
+                Some(p) if !p.is_empty() => at = p.clone(),
+                _ => break,
+            }
+            depth += 1;
+        }
+        let in_use = r.get("InUse").is_some_and(|v| v == "true" || v == &Value::Bool(true));
+        if hit && !in_use && !id.is_empty() {
+            let size = crate::sizes::parse_size(&field(r, "Size")).unwrap_or(0);
+            found.push((depth, id, size));
+        }
+    }
+    found.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    Ok(found.into_iter().map(|(_, id, size)| (id, size)).collect())
+}
+
 /// A comment line for `path`'s language carrying `marker`.
 pub fn touch_comment(path: &Path, marker: &str) -> String {
     match path.extension().and_then(|e| e.to_str()).unwrap_or("") {
@@ -572,8 +704,6 @@ struct Saved {
     appended: Vec<u8>,
     accessed: SystemTime,
     modified: SystemTime,
-    /// On-disk copy (metadata JSON, original bytes) for recovery after SIGKILL.
-    backup: Option<(PathBuf, PathBuf)>,
 }
 
 /// How a touched file came back.
@@ -630,10 +760,6 @@ fn restore_one(saved: &Saved) -> Result<Restored> {
             Restored::Exact
         }
     };
-    if let Some((meta, bytes)) = &saved.backup {
-        let _ = fs::remove_file(meta);
-        let _ = fs::remove_file(bytes);
-    }
     Ok(how)
 }
 
@@ -669,93 +795,20 @@ fn restore_all() -> Vec<String> {
     restore_matching(|_| true)
 }
 
-fn to_secs_nanos(t: SystemTime) -> (u64, u32) {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    (d.as_secs(), d.subsec_nanos())
-}
-
-fn from_secs_nanos(v: &Value) -> Option<SystemTime> {
-    Some(UNIX_EPOCH + Duration::new(v.get(0)?.as_u64()?, v.get(1)?.as_u64()? as u32))
-}
-
-/// Writes `saved`'s backup into `dir` before the file is touched.
-fn write_backup(dir: &Path, saved: &Saved) -> Result<(PathBuf, PathBuf)> {
-    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let key = pyenv::fingerprint(&[saved.path.to_string_lossy().as_bytes()]);
-    let meta_path = dir.join(format!("{key}.json"));
-    let bytes_path = dir.join(format!("{key}.orig"));
-    fs::write(&bytes_path, &saved.bytes).with_context(|| format!("writing {}", bytes_path.display()))?;
-    let (ms, mn) = to_secs_nanos(saved.modified);
-    let (as_, an) = to_secs_nanos(saved.accessed);
-    let meta = json!({
-        "path": saved.path.to_string_lossy(),
-        "appended": String::from_utf8_lossy(&saved.appended),
-        "modified": [ms, mn],
-        "accessed": [as_, an],
-        "pid": std::process::id(),
-    });
-    fs::write(&meta_path, serde_json::to_string_pretty(&meta)? + "\n")
-        .with_context(|| format!("writing {}", meta_path.display()))?;
-    Ok((meta_path, bytes_path))
-}
-
-/// Restores files a killed bench (SIGKILL, power loss) left touched, from the
-/// backups in `dir`; skips backups of a bench that is still running.
-pub fn recover_backups(dir: &Path) -> Result<Vec<String>> {
-    let mut done = Vec::new();
-    let Ok(entries) = fs::read_dir(dir) else { return Ok(done) };
-    for entry in entries.flatten() {
-        let meta_path = entry.path();
-        if meta_path.extension().and_then(|e| e.to_str()) != Some("json") {
-            continue;
-        }
-        let meta: Value = match fs::read(&meta_path).ok().and_then(|b| serde_json::from_slice(&b).ok()) {
-            Some(v) => v,
-            None => continue,
-        };
-        let pid = meta.get("pid").and_then(Value::as_u64).unwrap_or(0);
-        if pid != u64::from(std::process::id()) && Path::new(&format!("/proc/{pid}")).exists() {
-            continue; // another bench is running and owns this touch
-        }
-        let bytes_path = meta_path.with_extension("orig");
-        let (Some(path), Some(appended), Some(modified), Some(accessed), Ok(bytes)) = (
-            meta.get("path").and_then(Value::as_str),
-            meta.get("appended").and_then(Value::as_str),
-            meta.get("modified").and_then(from_secs_nanos),
-            meta.get("accessed").and_then(from_secs_nanos),
-            fs::read(&bytes_path),
-        ) else {
-            continue;
-        };
-        let saved = Saved {
-            path: PathBuf::from(path),
-            bytes,
-            appended: appended.as_bytes().to_vec(),
-            accessed,
-            modified,
-            backup: Some((meta_path.clone(), bytes_path)),
-        };
-        let how = restore_one(&saved).with_context(|| format!("restoring {path} from {}", meta_path.display()))?;
-        done.push(format!("{path}: {how:?}"));
-    }
-    Ok(done)
-}
-
 /// Files with a comment appended; restored when dropped (see [`Restored`]).
 pub struct Touch {
     paths: Vec<PathBuf>,
 }
 
 impl Touch {
-    /// Appends `comment` to each file; with `backup_dir`, a copy of each file
-    /// is kept there until it is restored (see [`recover_backups`]).
-    pub fn apply(files: &[PathBuf], comment: &str, backup_dir: Option<&Path>) -> Result<Touch> {
+    /// Appends `comment` to each file.
+    pub fn apply(files: &[PathBuf], comment: &str) -> Result<Touch> {
         let mut touch = Touch { paths: Vec::new() };
         // On error `touch` drops (and restores) only after the lock is released.
-        Touch::apply_locked(&mut touch, files, comment, backup_dir).map(|()| touch)
+        Touch::apply_locked(&mut touch, files, comment).map(|()| touch)
     }
 
-    fn apply_locked(touch: &mut Touch, files: &[PathBuf], comment: &str, backup_dir: Option<&Path>) -> Result<()> {
+    fn apply_locked(touch: &mut Touch, files: &[PathBuf], comment: &str) -> Result<()> {
         // Held while writing, so the signal handler either sees this file
         // registered or stops us before we start.
         let mut saved = SAVED.lock().unwrap_or_else(|e| e.into_inner());
@@ -766,18 +819,13 @@ impl Touch {
             let meta = fs::metadata(path).with_context(|| format!("{} is missing", path.display()))?;
             let bytes = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
             let new = touched_bytes(&bytes, comment);
-            let mut entry = Saved {
+            saved.push(Saved {
                 path: path.clone(),
                 appended: new[bytes.len()..].to_vec(),
                 bytes,
                 accessed: meta.accessed().unwrap_or(UNIX_EPOCH),
                 modified: meta.modified().context("this filesystem keeps no mtime")?,
-                backup: None,
-            };
-            if let Some(dir) = backup_dir {
-                entry.backup = Some(write_backup(dir, &entry)?);
-            }
-            saved.push(entry);
+            });
             touch.paths.push(path.clone());
             fs::write(path, new).with_context(|| format!("touching {}", path.display()))?;
         }
@@ -809,7 +857,7 @@ impl Drop for Touch {
 }
 
 /// On SIGINT/SIGTERM: restore touched files, stop the build, remove what we made, exit.
-fn install_signal_handler(bin: PathBuf, frontend: BuildFrontend, snapshot: PathBuf) -> Result<()> {
+fn install_signal_handler(bin: PathBuf, frontend: BuildFrontend, copies: PathBuf) -> Result<()> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).context("installing a signal handler")?;
     std::thread::spawn(move || {
@@ -817,20 +865,27 @@ fn install_signal_handler(bin: PathBuf, frontend: BuildFrontend, snapshot: PathB
             INTERRUPTED.store(true, Ordering::SeqCst);
             let failures = restore_all();
             docker::kill_children();
-            ui::warn("interrupted: touched files restored; removing the bench images and containers");
+            ui::warn("interrupted: removing the bench copies, images and containers");
             for failure in failures {
                 ui::error(format!("{failure}: restore it by hand"));
             }
             if let Ok(d) = Docker::new(bin, frontend) {
                 cleanup_docker(&d);
             }
-            let _ = fs::remove_dir_all(&snapshot);
+            let _ = fs::remove_dir_all(&copies);
             std::process::exit(128 + signal);
         }
     });
     Ok(())
 }
 
+/// Image ids this run built: every rebuild re-tags, leaving the previous image
+/// untagged, and the baseline's are ~0.5 GB each.
+static BUILT_IMAGES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Removes our containers, tags, the untagged images we built, and the
+/// baseline's build cache (several GB a run, never reused: cold builds use
+/// --no-cache and each rebuild's edit is unique).
 fn cleanup_docker(d: &Docker) {
     if let Ok(found) = d.objects_with_label(&format!("{}={}", LABEL.0, LABEL.1)) {
         for obj in found {
@@ -842,18 +897,47 @@ fn cleanup_docker(d: &Docker) {
     for tag in [MULTISTAGE_TAG, BASELINE_TAG, GPU_TAG] {
         d.remove_image(tag);
     }
+    let built: Vec<String> = BUILT_IMAGES.lock().map(|mut b| std::mem::take(&mut *b)).unwrap_or_default();
+    for id in built {
+        // Still tagged means someone else's image has the same id (e.g. iopaint:cpu-latest).
+        if d.image_inspect(&id, "{{len .RepoTags}}").is_ok_and(|n| n.trim() == "0") {
+            d.remove_image(&id);
+        }
+    }
+    match prune_baseline_cache(d) {
+        Ok((0, _)) => {}
+        Ok((n, bytes)) => ui::info(format!("removed the baseline's build cache: {n} records, {}", ui::fmt_bytes(bytes))),
+        Err(e) => ui::warn(format!("could not remove the baseline's build cache: {e:#}")),
+    }
 }
 
-/// Removes the bench images, containers and the context copy, pass or fail.
+/// Prunes every build-cache record that descends from the baseline's first
+/// RUN step, leaves first; returns (records, bytes).
+fn prune_baseline_cache(d: &Docker) -> Result<(usize, u64)> {
+    let dockerfile = fs::read_to_string(project::root().join(BASELINE_DOCKERFILE))?;
+    let root_cmd = first_run_command(&dockerfile).context("the baseline Dockerfile has no RUN step")?;
+    let records = d.build_cache_records()?;
+    let targets = cache_records_below(&records, &format!("mount / from exec /bin/sh -c {root_cmd}"))?;
+    let (mut count, mut bytes) = (0, 0);
+    for (id, size) in targets {
+        if d.prune_build_cache_record(&id).is_ok() {
+            count += 1;
+            bytes += size;
+        }
+    }
+    Ok((count, bytes))
+}
+
+/// Removes the bench images, containers and the context copies, pass or fail.
 struct Cleanup<'a> {
     docker: &'a Docker,
-    snapshot: PathBuf,
+    copies: PathBuf,
 }
 
 impl Drop for Cleanup<'_> {
     fn drop(&mut self) {
         cleanup_docker(self.docker);
-        let _ = fs::remove_dir_all(&self.snapshot);
+        let _ = fs::remove_dir_all(&self.copies);
     }
 }
 
@@ -944,8 +1028,12 @@ fn build_variant(env: &Env, v: &Variant, args: &BTreeMap<String, String>, no_cac
             return Err(e).with_context(|| format!("{what} of the {} image failed", v.name));
         }
     };
-    let log = project::state_dir()?.join("bench").join(format!("{}-{}.log", v.name, what.replace(' ', "-")));
+    let slug: String = what.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+    let log = project::state_dir()?.join("bench").join(format!("{}-{slug}.log", v.name));
     fs::write(&log, &built.log).ok();
+    if let Ok(mut ids) = BUILT_IMAGES.lock() {
+        ids.push(built.image_id.clone());
+    }
     let (cached, total) = built.steps.cached_count();
     // The tag is ours alone; the iid file is shared with other tasks' builds.
     let size = env.docker.image_size(v.tag).unwrap_or(built.size);
@@ -960,8 +1048,9 @@ fn build_variant(env: &Env, v: &Variant, args: &BTreeMap<String, String>, no_cac
     })
 }
 
-/// Copies the checkout into `dest`, leaving out target/ and .dockerignore.
-fn make_snapshot(sh: &Shell, root: &Path, dest: &Path) -> Result<()> {
+/// Copies the checkout into `dest`, leaving out target/ (and .dockerignore
+/// unless `keep_dockerignore`).
+fn make_snapshot(sh: &Shell, root: &Path, dest: &Path, keep_dockerignore: bool) -> Result<()> {
     if dest.exists() {
         fs::remove_dir_all(dest).with_context(|| format!("removing the old copy {}", dest.display()))?;
     }
@@ -970,7 +1059,7 @@ fn make_snapshot(sh: &Shell, root: &Path, dest: &Path) -> Result<()> {
     for entry in fs::read_dir(root).with_context(|| format!("listing {}", root.display()))? {
         let entry = entry?;
         let name = entry.file_name();
-        if name == "target" || name == ".dockerignore" {
+        if name == "target" || (name == ".dockerignore" && !keep_dockerignore) {
             continue;
         }
         sources.push(entry.path());
@@ -1013,8 +1102,8 @@ fn machine(env: &Env) -> Machine {
         os: parse_os_release(&fs::read_to_string("/etc/os-release").unwrap_or_default()).unwrap_or_default(),
         engine_version: env.engine_version.clone(),
         frontend: match env.docker.frontend {
-            BuildFrontend::Builtin => "the 20.10 client's built-in BuildKit".into(),
-            BuildFrontend::Buildx => "buildx".into(),
+            BuildFrontend::Builtin => "builds through the BuildKit built into the docker client".into(),
+            BuildFrontend::Buildx => "builds through buildx".into(),
         },
     }
 }
@@ -1067,7 +1156,7 @@ fn gpu_state_file() -> Result<PathBuf> {
     Ok(project::state_dir()?.join("bench-gpu.json"))
 }
 
-fn gpu_figures(env: &Env, args: &BenchArgs, version: &str, notes: &mut Vec<String>) -> Result<GpuFigures> {
+fn gpu_figures(env: &Env, args: &BenchArgs, version: &str) -> Result<GpuFigures> {
     let mut gpu = GpuFigures::default();
     let state_path = gpu_state_file()?;
     let previous: Option<Value> = fs::read_to_string(&state_path).ok().and_then(|t| serde_json::from_str(&t).ok());
@@ -1113,6 +1202,9 @@ fn gpu_figures(env: &Env, args: &BenchArgs, version: &str, notes: &mut Vec<Strin
     if env.docker.image_exists(&latest) {
         gpu.size_bytes = Some(env.docker.image_size(&latest)?);
         gpu.size_source = latest.clone();
+    } else if let Some((size, when)) = size_check_record(&latest) {
+        gpu.size_bytes = Some(size);
+        gpu.size_source = format!("{latest} as size-check last saw it, {when}");
     } else if let Some(size) = previous.as_ref().and_then(|p| p.get("size_bytes")).and_then(Value::as_u64) {
         gpu.size_bytes = Some(size);
         gpu.size_source = format!(
@@ -1129,10 +1221,22 @@ fn gpu_figures(env: &Env, args: &BenchArgs, version: &str, notes: &mut Vec<Strin
         }
         None => {
             gpu.cold_source = "not measured in this run (`cargo xtask bench --gpu-cold` measures it)".into();
-            notes.push("GPU cold build time: not measured in this run; pass `--gpu-cold` to measure it.".into());
         }
     }
     Ok(gpu)
+}
+
+/// The last size `cargo xtask size-check` recorded for `image` (target/xtask/sizes.json).
+fn size_check_record(image: &str) -> Option<(u64, String)> {
+    let text = fs::read_to_string(project::state_dir().ok()?.join("sizes.json")).ok()?;
+    let history: Value = serde_json::from_str(&text).ok()?;
+    let record = history.get(image)?;
+    let bytes = record.get("bytes")?.as_u64()?;
+    let when = match record.get("date").and_then(Value::as_str) {
+        Some(date) => date.to_string(),
+        None => utc_timestamp(record.get("recorded_at")?.as_u64()?),
+    };
+    Some((bytes, when))
 }
 
 /// Runs the app's own bench with the host venv; `Err` says why it did not run.
@@ -1171,11 +1275,25 @@ fn app_figures(sh: &Shell) -> std::result::Result<AppFigures, String> {
     }
 }
 
+/// (touch kind, variant) -> one (seconds, steps re-run, steps in all) per run.
+type RebuildRuns = BTreeMap<(&'static str, &'static str), Vec<(f64, usize, usize)>>;
+
 fn figure(key: &'static str, label: impl Into<String>, unit: Unit, multistage: Side, baseline: Side) -> Figure {
     Figure { key, label: label.into(), unit, multistage, baseline }
 }
 
 pub fn run(args: &BenchArgs) -> Result<()> {
+    let result = run_bench(args);
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        // The signal thread is cleaning up and exits 128+signal; the build it
+        // stopped made `result` an error that must not win the race to exit.
+        std::thread::sleep(Duration::from_secs(120));
+        std::process::exit(130);
+    }
+    result
+}
+
+fn run_bench(args: &BenchArgs) -> Result<()> {
     let started = Instant::now();
     let root = project::root();
     let docs_path = root.join(DOCS_FILE);
@@ -1185,37 +1303,52 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             .with_context(|| format!("--write-docs needs {} with the bench markers", docs_path.display()))?;
         replace_between_markers(&doc, "")?;
     }
+    let drift = version_drift(
+        &fs::read_to_string(Flavor::Cpu.dockerfile()).context("reading the multistage CPU Dockerfile")?,
+        &fs::read_to_string(root.join(BASELINE_DOCKERFILE)).with_context(|| format!("reading {BASELINE_DOCKERFILE}"))?,
+    );
+    if !drift.is_empty() {
+        bail!(
+            "{BASELINE_DOCKERFILE} no longer uses the multistage file's versions ({}): update it so the comparison stays fair",
+            drift.join("; ")
+        );
+    }
     let env = setup::ensure(&SetupOptions::default())?;
     let sh = Shell::new()?;
     let version = project::app_version()?;
     let bench_dir = project::state_dir()?.join("bench");
     fs::create_dir_all(&bench_dir)?;
-    let snapshot = bench_dir.join("context");
-    let backup_dir = bench_dir.join("touch-backup");
-    for line in recover_backups(&backup_dir)? {
-        ui::warn(format!("restored a file an earlier bench left touched: {line}"));
-    }
-    install_signal_handler(env.docker.bin.clone(), env.docker.frontend, snapshot.clone())?;
-    let _cleanup = Cleanup { docker: &env.docker, snapshot: snapshot.clone() };
+    let copies = bench_dir.join("contexts");
+    let ms_copy = copies.join("multistage");
+    let bl_copy = copies.join("baseline");
+    install_signal_handler(env.docker.bin.clone(), env.docker.frontend, copies.clone())?;
+    let _cleanup = Cleanup { docker: &env.docker, copies: copies.clone() };
     let mut notes: Vec<String> = Vec::new();
 
     // Same args for both (the baseline ignores NODE_IMAGE: it installs node from apt).
     let build_args = build::flavor_build_args(&env, Flavor::Cpu, &version, &[]);
     let shown_args: BTreeMap<String, String> = env.build_args_for(Flavor::Cpu);
 
-    ui::info(format!("copying the checkout without target/ and .dockerignore to {}", snapshot.display()));
-    make_snapshot(&sh, &root, &snapshot)?;
+    // Two copies of the same tree, so builds by others from the checkout never
+    // see our touched files and ours never see theirs (a shared checkout made
+    // UI rebuilds come out fully cached when another build ran in between).
+    ui::info(format!("copying the checkout (without target/) to {}", copies.display()));
+    if copies.exists() {
+        fs::remove_dir_all(&copies).with_context(|| format!("removing the old copies {}", copies.display()))?;
+    }
+    make_snapshot(&sh, &root, &ms_copy, true)?;
+    make_snapshot(&sh, &root, &bl_copy, false)?;
     let multistage = Variant {
         name: "multistage",
         tag: MULTISTAGE_TAG,
         dockerfile: Flavor::Cpu.dockerfile(),
-        context: root.clone(),
+        context: ms_copy.clone(),
     };
     let baseline = Variant {
         name: "baseline",
         tag: BASELINE_TAG,
         dockerfile: root.join(BASELINE_DOCKERFILE),
-        context: snapshot.clone(),
+        context: bl_copy.clone(),
     };
 
     // Build context as the walker counts it (what BuildKit would send).
@@ -1224,8 +1357,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         BuildFrontend::Buildx => Sender::Current,
     };
     let walk = |dir: &Path, rules: &IgnoreRules| dockerignore::walk_context_with(dir, rules, WalkOptions { always_sent: &[], sender });
-    let ms_ctx = walk(&root, &IgnoreRules::from_file(&root.join(".dockerignore"))?)?;
-    let bl_ctx = walk(&snapshot, &IgnoreRules::default())?;
+    let ms_ctx = walk(&ms_copy, &IgnoreRules::from_file(&ms_copy.join(".dockerignore"))?)?;
+    let bl_ctx = walk(&bl_copy, &IgnoreRules::default())?;
 
     // Cold builds: no layer cache, full context transfer.
     let mut cold = Vec::new();
@@ -1235,18 +1368,20 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     }
     let (ms_cold, bl_cold) = (&cold[0], &cold[1]);
 
-    // Both images must work: time `docker run` to the first answer.
-    let mut start_times = Vec::new();
-    for v in [&multistage, &baseline] {
-        let progress = ui::Progress::start(format!("container start: {}", v.name));
-        match container_start_seconds(&env, v.name, v.tag) {
-            Ok(t) => {
-                progress.finish_ok(&format!("first 200 after {}", Unit::Seconds.one(t)));
-                start_times.push(Some(t));
-            }
-            Err(e) => {
-                progress.finish_err("failed");
-                return Err(e).with_context(|| format!("the {} image does not serve the API", v.name));
+    // Both images must work: time `docker run` to the first answer, alternating.
+    let mut start_times: Vec<Vec<f64>> = vec![Vec::new(), Vec::new()];
+    for run in 1..=args.runs {
+        for (i, v) in [&multistage, &baseline].into_iter().enumerate() {
+            let progress = ui::Progress::start(format!("container start {run}/{}: {}", args.runs, v.name));
+            match container_start_seconds(&env, v.name, v.tag) {
+                Ok(t) => {
+                    progress.finish_ok(&format!("first 200 after {}", Unit::Seconds.one(t)));
+                    start_times[i].push(t);
+                }
+                Err(e) => {
+                    progress.finish_err("failed");
+                    return Err(e).with_context(|| format!("the {} image does not serve the API", v.name));
+                }
             }
         }
     }
@@ -1260,25 +1395,22 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     // Rebuilds after one-file edits, both images on the same touched tree.
     let ui_file = ui_touch_file(&root)?;
     let touches = [("app", APP_TOUCH.to_string()), ("ui", ui_file.clone())];
-    let mut rebuilds: BTreeMap<(&str, &str), Vec<(f64, usize, usize)>> = BTreeMap::new();
+    let mut rebuilds: RebuildRuns = BTreeMap::new();
     let nonce = nanos();
     for run in 1..=args.runs {
         for (kind, rel) in &touches {
             let marker = format!("xtask bench touch {nonce}-{run}");
             let comment = touch_comment(Path::new(rel), &marker);
-            // Only the checkout needs a backup on disk: the copy is scratch.
-            let touch = Touch::apply(&[root.join(rel)], &comment, Some(&backup_dir))?;
-            let touch_copy = Touch::apply(&[snapshot.join(rel)], &comment, None)?;
+            let touch = Touch::apply(&[ms_copy.join(rel), bl_copy.join(rel)], &comment)?;
             for v in [&multistage, &baseline] {
                 let m = build_variant(&env, v, &build_args, false, &format!("rebuild {run}/{} after touching {rel}", args.runs))?;
                 rebuilds.entry((kind, v.name)).or_default().push((m.seconds, m.rerun, m.total));
             }
             touch.restore()?;
-            touch_copy.restore()?;
         }
     }
 
-    let gpu = gpu_figures(&env, args, &version, &mut notes)?;
+    let gpu = gpu_figures(&env, args, &version)?;
     let (app, app_note) = match app_figures(&sh) {
         Ok(app) => (Some(app), String::new()),
         Err(why) => {
@@ -1311,8 +1443,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             "container_start",
             "`docker run` → first 200 from the API",
             Unit::Seconds,
-            start_times[0].map_or_else(Side::default, Side::one),
-            start_times[1].map_or_else(Side::default, Side::one),
+            Side { values: start_times[0].clone(), of_total: None },
+            Side { values: start_times[1].clone(), of_total: None },
         ),
     ];
     notes.push(
@@ -1425,7 +1557,88 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
-pub const INTEGRATION: &[crate::testkit::IntegrationCheck] = &[];
+pub const INTEGRATION: &[crate::testkit::IntegrationCheck] = &[crate::testkit::IntegrationCheck {
+    name: "SIGINT during a bench build removes its images, containers and copies; the checkout is untouched",
+    run: check_sigint_cleans_up,
+}];
+
+/// Starts a real bench, interrupts its first cold build and checks that
+/// nothing is left behind and the checkout's touch targets did not change.
+fn check_sigint_cleans_up(env: &Env) -> Result<()> {
+    use std::process::{Command, Stdio};
+    let root = project::root();
+    let watched: Vec<(PathBuf, Vec<u8>, SystemTime)> = [APP_TOUCH, UI_TOUCH]
+        .iter()
+        .map(|rel| root.join(rel))
+        .filter(|p| p.is_file())
+        .map(|p| -> Result<_> {
+            let bytes = fs::read(&p)?;
+            let mtime = fs::metadata(&p)?.modified()?;
+            Ok((p, bytes, mtime))
+        })
+        .collect::<Result<_>>()?;
+    let scratch = crate::testkit::ScratchDir::new("bench-sigint")?;
+    let log_path = scratch.path().join("stderr.log");
+    let exe = std::env::current_exe().context("finding the xtask binary")?;
+    let mut child = Command::new(exe)
+        .args(["bench", "--runs", "1"])
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&log_path)?)
+        .spawn()
+        .context("starting `cargo xtask bench`")?;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let log = || fs::read_to_string(&log_path).unwrap_or_default();
+    while !log().contains("cold build: multistage") {
+        if let Some(status) = child.try_wait()? {
+            bail!("the bench ended ({status}) before its first build:\n{}", crate::testkit::tail(&log(), 20));
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            bail!("the bench did not reach its first build within 300 s");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(3)); // let `docker build` start
+    let pid = child.id().to_string();
+    let sh = Shell::new()?;
+    cmd!(sh, "kill -INT {pid}").quiet().run()?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            bail!("the bench did not exit within 120 s of SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    if status.code() != Some(130) {
+        bail!("expected exit 130 after SIGINT, got {status}:\n{}", crate::testkit::tail(&log(), 20));
+    }
+    let mut left = Vec::new();
+    for tag in [MULTISTAGE_TAG, BASELINE_TAG] {
+        if env.docker.image_exists(tag) {
+            left.push(format!("image {tag}"));
+        }
+    }
+    left.extend(env.docker.objects_with_label(&format!("{}={}", LABEL.0, LABEL.1))?);
+    let copies = project::state_dir()?.join("bench").join("contexts");
+    if copies.exists() {
+        left.push(copies.display().to_string());
+    }
+    for (path, bytes, mtime) in &watched {
+        if fs::read(path)? != *bytes || fs::metadata(path)?.modified()? != *mtime {
+            left.push(format!("{} changed", path.display()));
+        }
+    }
+    if !left.is_empty() {
+        bail!("after SIGINT the bench left: {}", left.join(", "));
+    }
+    Ok(())
+}
 
 #[cfg(test)]
 mod tests {
@@ -1460,6 +1673,8 @@ mod tests {
         assert_eq!(same.render(Unit::Steps), "2 of 14");
         let varied = Side { values: vec![2.0, 3.0, 3.0], of_total: Some(14) };
         assert_eq!(varied.render(Unit::Steps), "3 (2–3) of 14");
+        let close = Side { values: vec![1.81, 1.79, 1.84], of_total: None };
+        assert_eq!(close.render(Unit::Seconds), "1.8s");
         let even = Side { values: vec![2.0, 3.0], of_total: None };
         assert_eq!(even.render(Unit::Files), "2.5 (2–3)");
     }
@@ -1570,6 +1785,63 @@ mod tests {
     }
 
     #[test]
+    fn drift_between_the_dockerfiles_is_named() {
+        let ms = "ARG PYTHON_IMAGE=python:3.10\nARG NODE_IMAGE=node:18\nARG TORCH_VERSION=2.1.2\n\
+                  RUN pip install setuptools==75.8.0 wheel==0.45.1 \"torch==${TORCH_VERSION}\"\n";
+        let same = "ARG PYTHON_IMAGE=python:3.10\nARG TORCH_VERSION=2.1.2\n\
+                    RUN pip install --no-cache-dir setuptools==75.8.0 wheel==0.45.1; \\\n";
+        assert!(version_drift(ms, same).is_empty(), "{:?}", version_drift(ms, same));
+        let old = "ARG PYTHON_IMAGE=python:3.11\nRUN pip install setuptools==69.5.1\n# wheel==0.45.1 in a comment\n";
+        assert_eq!(
+            version_drift(ms, old),
+            vec![
+                "setuptools: multistage 75.8.0, baseline 69.5.1".to_string(),
+                "wheel: pinned to 0.45.1 in the multistage file only".to_string(),
+                "ARG PYTHON_IMAGE: multistage python:3.10, baseline python:3.11".to_string(),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_real_dockerfiles_have_not_drifted() {
+        let root = project::root();
+        let ms = fs::read_to_string(root.join("docker/CPUDockerfile.multistage")).unwrap();
+        let bl = fs::read_to_string(root.join(BASELINE_DOCKERFILE)).unwrap();
+        assert_eq!(version_drift(&ms, &bl), Vec::<String>::new());
+    }
+
+    #[test]
+    fn the_first_run_command_reads_like_buildkit_names_it() {
+        let text = "# c\nARG X=1\nFROM a\nRUN apt-get update \\\n && apt-get install -y x \\\n# inside\n && rm -rf /y\nRUN later\n";
+        assert_eq!(first_run_command(text).as_deref(), Some("apt-get update  && apt-get install -y x  && rm -rf /y"));
+        assert_eq!(first_run_command("FROM a\n"), None);
+        let baseline = fs::read_to_string(project::root().join(BASELINE_DOCKERFILE)).unwrap();
+        assert_eq!(
+            first_run_command(&baseline).as_deref(),
+            Some("apt-get update  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nodejs npm  && rm -rf /var/lib/apt/lists/*")
+        );
+    }
+
+    #[test]
+    fn only_records_below_the_baseline_root_are_pruned_leaves_first() {
+        let json = r#"[
+            {"ID":"root1","Parent":"base","Description":"mount / from exec /bin/sh -c apt x","InUse":"false","Size":"180MB"},
+            {"ID":"base","Parent":"","Description":"pulled","InUse":"false","Size":"100MB"},
+            {"ID":"child","Parent":"root1","Description":"fileop target","InUse":"false","Size":"80MB"},
+            {"ID":"grandchild","Parent":"child","Description":"mount / from exec npm","InUse":"false","Size":"1.5GB"},
+            {"ID":"busy","Parent":"child","Description":"mount / from exec pip","InUse":"true","Size":"1MB"},
+            {"ID":"other","Parent":"base","Description":"mount / from exec /bin/sh -c apt y","InUse":"false","Size":"5GB"}
+        ]"#;
+        let found = cache_records_below(json, "mount / from exec /bin/sh -c apt x").unwrap();
+        assert_eq!(
+            found,
+            vec![("grandchild".to_string(), 1_500_000_000), ("child".to_string(), 80_000_000), ("root1".to_string(), 180_000_000)]
+        );
+        assert!(cache_records_below(json, "nothing matches").unwrap().is_empty());
+        assert!(cache_records_below("null", "x").is_err());
+    }
+
+    #[test]
     fn touch_comments_fit_the_language() {
         assert_eq!(touch_comment(Path::new("iopaint/cli.py"), "m"), "# m\n");
         assert_eq!(touch_comment(Path::new("web_app/src/main.tsx"), "m"), "/* m */\n");
@@ -1588,14 +1860,14 @@ mod tests {
         let old = SystemTime::UNIX_EPOCH + Duration::from_secs(1_600_000_000);
         fs::File::options().write(true).open(&file).unwrap().set_times(FileTimes::new().set_modified(old)).unwrap();
         {
-            let _touch = Touch::apply(&[file.clone()], "# bench\n", None).unwrap();
+            let _touch = Touch::apply(&[file.clone()], "# bench\n").unwrap();
             assert_eq!(fs::read(&file).unwrap(), b"print('hi')\n# bench\n");
             assert_ne!(fs::metadata(&file).unwrap().modified().unwrap(), old);
             // Dropped without restore(): an early `?` return must restore too.
         }
         assert_eq!(fs::read(&file).unwrap(), b"print('hi')");
         assert_eq!(fs::metadata(&file).unwrap().modified().unwrap(), old);
-        let touch = Touch::apply(&[file.clone()], "# again\n", None).unwrap();
+        let touch = Touch::apply(&[file.clone()], "# again\n").unwrap();
         touch.restore().unwrap();
         assert_eq!(fs::read(&file).unwrap(), b"print('hi')");
         assert_eq!(fs::metadata(&file).unwrap().modified().unwrap(), old);
@@ -1609,7 +1881,7 @@ mod tests {
         let file = dir.join("a.py");
         fs::write(&file, b"a\n").unwrap();
         let missing = dir.join("missing.py");
-        assert!(Touch::apply(&[file.clone(), missing], "# x\n", None).is_err());
+        assert!(Touch::apply(&[file.clone(), missing], "# x\n").is_err());
         assert_eq!(fs::read(&file).unwrap(), b"a\n");
         let _ = fs::remove_dir_all(&dir);
     }
@@ -1620,40 +1892,16 @@ mod tests {
         fs::create_dir_all(&dir).unwrap();
         let file = dir.join("cli.py");
         fs::write(&file, b"a = 1\n").unwrap();
-        let touch = Touch::apply(&[file.clone()], "# bench 7\n", None).unwrap();
+        let touch = Touch::apply(&[file.clone()], "# bench 7\n").unwrap();
         let mut edited = fs::read(&file).unwrap();
         edited.extend_from_slice(b"b = 2\n"); // the user saves an edit meanwhile
         fs::write(&file, &edited).unwrap();
         touch.restore().unwrap();
         assert_eq!(fs::read(&file).unwrap(), b"a = 1\nb = 2\n");
-        let touch = Touch::apply(&[file.clone()], "# bench 8\n", None).unwrap();
+        let touch = Touch::apply(&[file.clone()], "# bench 8\n").unwrap();
         fs::write(&file, b"rewritten\n").unwrap(); // our line is gone: leave it
         touch.restore().unwrap();
         assert_eq!(fs::read(&file).unwrap(), b"rewritten\n");
-        let _ = fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn a_killed_bench_is_repaired_from_its_backup() {
-        let dir = std::env::temp_dir().join(format!("xtask-bench-kill-{}-{}", std::process::id(), nanos()));
-        let backups = dir.join("backups");
-        fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("main.tsx");
-        fs::write(&file, b"x();\n").unwrap();
-        let old = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        fs::File::options().write(true).open(&file).unwrap().set_times(FileTimes::new().set_modified(old)).unwrap();
-        let touch = Touch::apply(&[file.clone()], "/* bench */\n", Some(&backups)).unwrap();
-        assert_eq!(fs::read_dir(&backups).unwrap().count(), 2);
-        // As if SIGKILLed: the process forgets the touch without restoring it.
-        SAVED.lock().unwrap().retain(|s| s.path != file);
-        drop(touch);
-        assert_eq!(fs::read(&file).unwrap(), b"x();\n/* bench */\n");
-        let done = recover_backups(&backups).unwrap();
-        assert_eq!(done.len(), 1, "{done:?}");
-        assert_eq!(fs::read(&file).unwrap(), b"x();\n");
-        assert_eq!(fs::metadata(&file).unwrap().modified().unwrap(), old);
-        assert_eq!(fs::read_dir(&backups).unwrap().count(), 0);
-        assert!(recover_backups(&dir.join("none")).unwrap().is_empty());
         let _ = fs::remove_dir_all(&dir);
     }
 

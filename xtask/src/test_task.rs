@@ -19,7 +19,7 @@ use crate::build::{self, ImageSpec};
 use crate::flavor::Flavor;
 use crate::setup::{self, Env, SetupOptions};
 use crate::testkit::{IntegrationCheck, ScratchDir};
-use crate::{cache_test, ci, compose, dockerignore_check, project, pyenv, size_check, smoke, ui};
+use crate::{bench, cache_test, ci, compose, dockerignore_check, project, pyenv, size_check, smoke, ui};
 
 #[derive(Args, Clone, Debug)]
 pub struct TestArgs {
@@ -99,6 +99,7 @@ pub fn run(args: &TestArgs) -> Result<()> {
         ("smoke", smoke::INTEGRATION),
         ("compose-up", compose::INTEGRATION),
         ("ci", ci::INTEGRATION),
+        ("bench", bench::INTEGRATION),
     ];
     for (group, checks) in groups {
         for check in *checks {
