@@ -248,6 +248,7 @@ impl Docker {
         let bin = &self.bin;
         Ok(cmd!(self.sh, "{bin} image inspect --format {template} {image}")
             .quiet()
+            .ignore_stderr()
             .read()
             .with_context(|| format!("image {image} not found: build it first with `cargo xtask build`"))?
             .trim()

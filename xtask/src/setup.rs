@@ -193,7 +193,7 @@ pub fn ensure(opts: &SetupOptions) -> Result<Env> {
     Ok(env)
 }
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()
@@ -201,11 +201,11 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-fn is_debian() -> bool {
+pub fn is_debian() -> bool {
     Path::new("/etc/debian_version").exists()
 }
 
-fn apt_install(sh: &Shell, packages: &[&str]) -> Result<()> {
+pub fn apt_install(sh: &Shell, packages: &[&str]) -> Result<()> {
     ui::info(&format!("installing Debian's {} (we are root on Debian)", packages.join(" ")));
     cmd!(sh, "apt-get update -q")
         .quiet()

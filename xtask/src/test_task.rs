@@ -44,7 +44,7 @@ pub fn run(args: &TestArgs) -> Result<()> {
     // Environment first: without it nothing below is meaningful, so these abort.
     let env = setup::ensure(&SetupOptions::default()).context("setting up Docker for the tests")?;
     pyenv::ensure_venv(&sh)?;
-    ensure_chromium(&sh)?;
+    ensure_host_tools(&sh)?;
     ensure_node_modules(&sh)?;
 
     let mut step = |name: &str, f: &mut dyn FnMut() -> Result<()>| {
@@ -129,24 +129,25 @@ pub fn run(args: &TestArgs) -> Result<()> {
     Ok(())
 }
 
-/// Debian's chromium for the browser test (never a downloaded browser).
-fn ensure_chromium(sh: &Shell) -> Result<()> {
-    if std::env::var_os("CHROMIUM_PATH").is_some() || Path::new("/usr/bin/chromium").exists() {
+/// Debian packages the tests drive, by a program each one provides: chromium for
+/// the browser test (never a downloaded browser), docker-registry for the push
+/// test, iproute2 for the second engine's bridge.
+const HOST_TOOLS: &[(&str, &str)] = &[("chromium", "chromium"), ("docker-registry", "docker-registry"), ("ip", "iproute2")];
+
+fn ensure_host_tools(sh: &Shell) -> Result<()> {
+    let missing: Vec<&str> = HOST_TOOLS
+        .iter()
+        .filter(|(program, _)| which::which(program).is_err())
+        .filter(|(program, _)| !(*program == "chromium" && std::env::var_os("CHROMIUM_PATH").is_some()))
+        .map(|(_, package)| *package)
+        .collect();
+    if missing.is_empty() {
         return Ok(());
     }
-    let root = cmd!(sh, "id -u").quiet().read().map(|s| s.trim() == "0").unwrap_or(false);
-    if !root || !Path::new("/etc/debian_version").exists() {
-        bail!("the browser test needs Chromium: install Debian's `chromium` (or set CHROMIUM_PATH)");
+    if !setup::is_root() || !setup::is_debian() {
+        bail!("the tests need Debian's {}: install them (apt-get install ...) and run this again", missing.join(" "));
     }
-    ui::info("installing Debian's chromium for the browser test");
-    cmd!(sh, "apt-get update -q").quiet().ignore_stdout().run()?;
-    cmd!(sh, "apt-get install -y -q --no-install-recommends chromium")
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .quiet()
-        .ignore_stdout()
-        .run()
-        .context("apt-get install chromium failed")?;
-    Ok(())
+    setup::apt_install(sh, &missing)
 }
 
 /// `npm ci` when the lockfile changed since the last install.
