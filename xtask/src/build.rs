@@ -78,6 +78,12 @@ impl BuiltImage {
             "build_seconds": self.elapsed.as_secs_f64(),
             "steps_total": self.steps.cached_count().1,
             "steps_cached": self.steps.cached_count().0,
+            "stages": self.steps.stage_summaries().iter().map(|s| json!({
+                "stage": s.stage,
+                "all_cached": s.all_cached(),
+                "cached": s.cached,
+                "executed": s.executed,
+            })).collect::<Vec<_>>(),
         })
     }
 }
@@ -127,7 +133,8 @@ pub fn build_image(env: &Env, flavor: Flavor, spec: &ImageSpec) -> Result<BuiltI
     let outcome = env.docker.build(&req)?;
     let log_path = project::state_dir()?.join(format!("build-{}.log", flavor.name()));
     std::fs::write(&log_path, &outcome.log).ok();
-    let parsed = buildkit::BuildLog::from_plain(&outcome.log);
+    // Plain progress here; buildx's `rawjson` is accepted too if a client emits it.
+    let parsed = buildkit::BuildLog::parse(&outcome.log).unwrap_or_else(|_| buildkit::BuildLog::from_plain(&outcome.log));
     if !outcome.success {
         let why = match parsed.failure(12) {
             Some(failure) => format!("the {} image failed to build: {}", flavor.name(), failure.describe()),
@@ -180,9 +187,9 @@ pub fn run(args: &BuildArgs) -> Result<()> {
             echo: true,
             network: args.network.clone(),
         };
-        ui::info(&format!("building {} from {}", tags[0], flavor.dockerfile_rel()));
+        ui::info(format!("building {} from {}", tags[0], flavor.dockerfile_rel()));
         let image = build_image(&env, flavor, &spec)?;
-        ui::ok(&format!(
+        ui::ok(format!(
             "{}: {}, {} layers, built in {}, {}/{} steps cached",
             image.tags[0],
             ui::fmt_bytes(image.size),
@@ -193,10 +200,15 @@ pub fn run(args: &BuildArgs) -> Result<()> {
         ));
         if args.push {
             for tag in tags.iter().filter(|t| args.registry.as_deref().is_some_and(|r| t.starts_with(r.trim_end_matches('/')))) {
-                ui::info(&format!("pushing {tag}"));
+                ui::info(format!("pushing {tag}"));
                 env.docker.push(tag)?;
-                ui::ok(&format!("pushed {tag}"));
+                ui::ok(format!("pushed {tag}"));
             }
+        }
+        for stage in image.steps.stage_summaries() {
+            let total = stage.cached.len() + stage.executed.len();
+            let verdict = if stage.all_cached() { "all cached".to_string() } else { format!("{} ran", stage.executed.len()) };
+            ui::info(format!("  {}: {}/{} steps cached ({verdict})", stage.stage, stage.cached.len(), total));
         }
         report.add_row(vec![
             image.tags[0].clone(),
@@ -231,35 +243,6 @@ pub fn validate_tag_part(version: &str) -> Result<()> {
         bail!("--version {version:?} cannot be part of a Docker tag: use letters, digits, `_`, `.` and `-`");
     }
     Ok(())
-}
-
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn build_args_need_a_key() {
-        assert_eq!(parse_build_arg("A=b=c"), Ok(("A".into(), "b=c".into())));
-        assert_eq!(parse_build_arg("EMPTY="), Ok(("EMPTY".into(), "".into())));
-        assert!(parse_build_arg("novalue").is_err());
-        assert!(parse_build_arg("=x").is_err());
-    }
-
-    #[test]
-    fn versions_must_fit_in_a_tag() {
-        assert!(validate_tag_part("0.1.0").is_ok());
-        assert!(validate_tag_part("1.0-rc1_x").is_ok());
-        assert!(validate_tag_part("").is_err());
-        assert!(validate_tag_part("-x").is_err());
-        assert!(validate_tag_part("a/b").is_err());
-        assert!(validate_tag_part("a b").is_err());
-    }
-
-    #[test]
-    fn short_ids_drop_the_digest_prefix() {
-        assert_eq!(short_id("sha256:0123456789abcdef0123"), "0123456789ab");
-    }
 }
 
 pub const INTEGRATION: &[IntegrationCheck] = &[
@@ -428,4 +411,33 @@ fn check_remote_engine(env: &Env) -> Result<()> {
         bail!("`DOCKER_HOST={host} cargo xtask build cpu` passed, but the second engine has no {}", Flavor::Cpu.latest_tag());
     }
     Ok(())
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_args_need_a_key() {
+        assert_eq!(parse_build_arg("A=b=c"), Ok(("A".into(), "b=c".into())));
+        assert_eq!(parse_build_arg("EMPTY="), Ok(("EMPTY".into(), "".into())));
+        assert!(parse_build_arg("novalue").is_err());
+        assert!(parse_build_arg("=x").is_err());
+    }
+
+    #[test]
+    fn versions_must_fit_in_a_tag() {
+        assert!(validate_tag_part("0.1.0").is_ok());
+        assert!(validate_tag_part("1.0-rc1_x").is_ok());
+        assert!(validate_tag_part("").is_err());
+        assert!(validate_tag_part("-x").is_err());
+        assert!(validate_tag_part("a/b").is_err());
+        assert!(validate_tag_part("a b").is_err());
+    }
+
+    #[test]
+    fn short_ids_drop_the_digest_prefix() {
+        assert_eq!(short_id("sha256:0123456789abcdef0123"), "0123456789ab");
+    }
 }

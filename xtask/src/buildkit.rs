@@ -10,7 +10,6 @@
 //! Engine 20.10 adds a `#N sha256:<digest>` line after each header.
 //! buildx's `--progress=rawjson` (JSON `SolveStatus` lines) maps onto the
 //! same model.
-#![allow(dead_code)] // The lead wires these into tasks; remove once used.
 
 use std::collections::HashMap;
 
@@ -327,6 +326,7 @@ impl BuildLog {
     }
 
     /// The summary of one stage; an unseen stage yields an empty summary.
+    #[cfg(test)]
     pub fn stage_summary(&self, stage: &str) -> StageSummary {
         self.stage_summaries().into_iter().find(|s| s.stage == stage).unwrap_or(StageSummary {
             stage: stage.to_string(),

@@ -259,10 +259,10 @@ impl Docker {
     pub fn history(&self, image: &str) -> Result<String> {
         let bin = &self.bin;
         let format = "{{.ID}}\t{{.Size}}\t{{.CreatedBy}}";
-        Ok(cmd!(self.sh, "{bin} history --no-trunc --human=false --format {format} {image}")
+        cmd!(self.sh, "{bin} history --no-trunc --human=false --format {format} {image}")
         .quiet()
         .read()
-        .with_context(|| format!("reading the layers of {image}"))?)
+        .with_context(|| format!("reading the layers of {image}"))
     }
 
     /// `docker run --rm --network none --user 0 --entrypoint ENTRY IMAGE ARGS...`:
@@ -323,7 +323,7 @@ impl Docker {
     pub fn build_cache_records(&self) -> Result<String> {
         let bin = &self.bin;
         let format = "{{json .BuildCache}}";
-        Ok(cmd!(self.sh, "{bin} system df -v --format {format}").quiet().read().context("listing the build cache")?)
+        cmd!(self.sh, "{bin} system df -v --format {format}").quiet().read().context("listing the build cache")
     }
 
     /// Removes ONE build-cache record (`docker builder prune --all --filter id=ID`).

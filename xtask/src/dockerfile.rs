@@ -7,13 +7,11 @@
 //! line continuations with the escape character (comment lines inside a
 //! continuation are dropped), case-insensitive keywords, and heredocs
 //! (`RUN <<EOF` ... `EOF`) whose bodies are not instructions.
-#![allow(dead_code)] // The lead wires these into tasks; remove once used.
 
 use std::collections::HashMap;
 
 use anyhow::{bail, Context, Result};
 
-use crate::dockerignore::clean_path;
 
 /// A parsed Dockerfile.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -93,15 +91,6 @@ pub struct BindMount {
     pub target: Option<String>,
     /// `from=`: a stage or image; `None` means the build context.
     pub from: Option<String>,
-}
-
-/// What a `--from=` value points at.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FromRef {
-    /// An earlier stage, by index.
-    Stage(usize),
-    /// An image (anything that is not a stage name or index).
-    Image(String),
 }
 
 impl Dockerfile {
@@ -200,15 +189,6 @@ impl Dockerfile {
             .or_else(|| reference.parse::<usize>().ok().and_then(|i| self.stages.get(i)))
     }
 
-    /// Resolves a `--from=` value as BuildKit does: a stage name, then an
-    /// index, else an image.
-    pub fn resolve_from(&self, reference: &str) -> FromRef {
-        match self.stage(reference) {
-            Some(stage) => FromRef::Stage(stage.index),
-            None => FromRef::Image(reference.to_string()),
-        }
-    }
-
     /// Global ARG defaults overridden by `build_args` (`--build-arg K=V`).
     pub fn global_values(&self, build_args: &[(String, String)]) -> HashMap<String, String> {
         let mut values = HashMap::new();
@@ -250,52 +230,6 @@ impl Dockerfile {
 
 fn override_or_default(arg: &Arg, build_args: &[(String, String)]) -> Option<String> {
     build_args.iter().rev().find(|(k, _)| *k == arg.name).map(|(_, v)| v.clone()).or_else(|| arg.default.clone())
-}
-
-/// The context paths a Dockerfile needs, in order, without duplicates: COPY
-/// and ADD sources without `--from` (URLs and heredocs left out) and
-/// `RUN --mount=type=bind` sources without `from=`. ARG defaults are
-/// substituted; paths are cleaned relative to the context root (`./web_app/`
-/// -> `web_app`, the whole context -> `.`). Globs stay as written.
-pub fn context_sources(dockerfile: &Dockerfile) -> Vec<String> {
-    context_sources_with_args(dockerfile, &[])
-}
-
-/// [`context_sources`] with `--build-arg` values applied.
-pub fn context_sources_with_args(dockerfile: &Dockerfile, build_args: &[(String, String)]) -> Vec<String> {
-    let mut sources: Vec<String> = Vec::new();
-    let mut push = |raw: &str, values: &HashMap<String, String>| {
-        let expanded = expand(raw, values);
-        let relative = clean_path(expanded.trim_start_matches('/'));
-        if !sources.contains(&relative) {
-            sources.push(relative);
-        }
-    };
-    for stage in &dockerfile.stages {
-        let values = dockerfile.stage_values(stage, build_args);
-        // Copies and mounts in line order, so the list reads like the file.
-        let mut items: Vec<(usize, &str)> = Vec::new();
-        for copy in stage.copies.iter().filter(|c| c.from.is_none()) {
-            for source in &copy.sources {
-                if !source.starts_with("<<") && !is_remote(source) {
-                    items.push((copy.line, source));
-                }
-            }
-        }
-        for mount in stage.bind_mounts.iter().filter(|m| m.from.is_none()) {
-            items.push((mount.line, &mount.source));
-        }
-        items.sort_by_key(|(line, _)| *line);
-        for (_, source) in items {
-            push(source, &values);
-        }
-    }
-    sources
-}
-
-/// ADD can fetch URLs and git repositories: those are not context paths.
-fn is_remote(source: &str) -> bool {
-    ["http://", "https://", "git@", "git://", "ssh://"].iter().any(|p| source.starts_with(p))
 }
 
 /// `# syntax=docker/dockerfile:1` -> ("syntax", "docker/dockerfile:1").
@@ -669,8 +603,6 @@ ADD README.md /app/
         assert!(df.stage_values(&df.stages[2], &[]).is_empty()); // globals need redeclaring
         assert_eq!(df.stage("python-builder").map(|s| s.index), Some(1));
         assert_eq!(df.stage("PYTHON-BUILDER").map(|s| s.index), Some(1));
-        assert_eq!(df.resolve_from("0"), FromRef::Stage(0));
-        assert_eq!(df.resolve_from("busybox:1.36"), FromRef::Image("busybox:1.36".to_string()));
     }
 
     #[test]
@@ -710,29 +642,9 @@ ADD README.md /app/
     }
 
     #[test]
-    fn context_sources_skip_stage_and_remote_copies() {
-        assert_eq!(
-            context_sources(&project()),
-            [
-                "web_app/package.json",
-                "web_app/package-lock.json",
-                "web_app",
-                "iopaint/pyproject.toml",
-                "docs/notes.md",
-                "iopaint",
-                ".",
-                "README.md",
-            ]
-        );
-        let with_args = context_sources_with_args(&project(), &[("EXTRA".to_string(), "extra".to_string())]);
-        assert!(with_args.contains(&"extra/notes.md".to_string()));
-    }
-
-    #[test]
     fn recorded_fixture_dockerfile() {
         let df = Dockerfile::parse(include_str!("testdata/buildkit/multistage.Dockerfile")).unwrap();
         assert_eq!(df.stages.len(), 3);
-        assert_eq!(context_sources(&df), ["web_app/package.json", "web_app/src", "iopaint/pyproject.toml", "iopaint"]);
         let runtime = df.stage("runtime").unwrap();
         assert_eq!(runtime.copies.iter().filter(|c| c.from.is_some()).count(), 2);
     }

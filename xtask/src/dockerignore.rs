@@ -29,7 +29,6 @@
 //! today's moby only on odd spellings, which the fixtures avoid: `**name`
 //! with no `/` (old: whole names only), `(`, `)`, `+`, `{`, `}`, `|` (old:
 //! regex syntax) and `^` in patterns without wildcards (old: an anchor).
-#![allow(dead_code)] // The lead wires these into tasks; remove once used.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -132,19 +131,9 @@ impl IgnoreRules {
         Ok(IgnoreRules { patterns })
     }
 
-    /// True when there are no patterns at all.
-    pub fn is_empty(&self) -> bool {
-        self.patterns.is_empty()
-    }
-
     /// The patterns as Docker keeps them after cleaning (`!` kept on exceptions).
     pub fn lines(&self) -> Vec<String> {
         self.patterns.iter().map(|p| if p.exception { format!("!{}", p.text) } else { p.text.clone() }).collect()
-    }
-
-    /// True when any `!` exception pattern exists.
-    pub fn has_exceptions(&self) -> bool {
-        self.patterns.iter().any(|p| p.exception)
     }
 
     /// Whether `rel_path` (slash-separated, relative to the context root) is
@@ -534,32 +523,6 @@ impl ContextStats {
         sorted
     }
 
-    /// Whether a COPY/ADD source (as from `dockerfile::context_sources`)
-    /// finds anything in the sent context: a file, a directory with something
-    /// sent below it (or sent empty), or for a wildcard source (`web_app/*.json`)
-    /// at least one match. `false` means the build would fail with "not found"
-    /// — excluded by `.dockerignore`, or missing from the tree.
-    pub fn contains_source(&self, source: &str) -> bool {
-        let source = clean_path(source.trim_start_matches('/'));
-        if source == "." {
-            return true;
-        }
-        let candidates = self.sent.iter().map(|(p, _)| p.as_str()).chain(self.dirs.iter().map(String::as_str));
-        if !source.contains(['*', '?', '[', '\\']) {
-            let below = format!("{source}/");
-            return candidates.into_iter().any(|p| p == source || p.starts_with(&below));
-        }
-        // COPY wildcards match whole path components, like filepath.Match.
-        let Ok(Matcher::Wildcard(tokens)) = compile(&source) else {
-            return false;
-        };
-        let depth = source.split('/').count();
-        candidates.into_iter().any(|path| {
-            let parts: Vec<&str> = path.split('/').collect();
-            parts.len() >= depth && wildcard_match(&tokens, &parts[..depth].join("/").chars().collect::<Vec<_>>())
-        })
-    }
-
     /// Sent paths that look like secrets, with the rule that flagged them;
     /// everything under a `.git` directory is reported once as `<dir>/.git/`.
     pub fn secrets(&self) -> Vec<(String, &'static str)> {
@@ -857,7 +820,7 @@ mod tests {
             ["test1", "test2", "a/file/here", "lastfile", "!inverted/abs/path", "# not a comment", "x"]
         );
         let parsed = IgnoreRules::parse(content).unwrap();
-        assert!(parsed.has_exceptions());
+        assert!(parsed.lines().iter().any(|l| l.starts_with('!')));
         assert!(parsed.is_excluded("# not a comment"));
         assert_eq!(parsed.lines().len(), 7);
     }
@@ -987,22 +950,6 @@ mod tests {
         assert_eq!(stats.largest_paths(2), [("iopaint/api.py".to_string(), 100), ("web_app/src/".to_string(), 50)]);
         assert_eq!(stats.largest_paths_at_depth(1, 1), [("iopaint/".to_string(), 100)]);
 
-        for (source, found) in [
-            ("iopaint", true),
-            ("./iopaint/api.py", true),
-            ("/web_app/src/", true),
-            ("web_app/src/*.tsx", true),
-            ("web_app/*/main.tsx", true),
-            ("docs", true), // only docs/keep.md, but that is enough
-            (".", true),
-            ("target", false),
-            ("iopaint/tests", false),
-            ("iopaint/tests/*.py", false),
-            ("web_app/*/react", false),
-            ("nonexistent", false),
-        ] {
-            assert_eq!(plain.contains_source(source), found, "{source}");
-        }
 
         let everything = walk_context(&tree.0, &IgnoreRules::default()).unwrap();
         assert_eq!(everything.files, 10);
@@ -1032,7 +979,7 @@ mod tests {
             ignore_file_for(&tree.0, Path::new("docker/CPUDockerfile")),
             tree.0.join("docker/CPUDockerfile.dockerignore")
         );
-        assert!(IgnoreRules::from_file(&tree.0.join("missing")).unwrap().is_empty());
+        assert!(IgnoreRules::from_file(&tree.0.join("missing")).unwrap().lines().is_empty());
     }
 
     /// A tree recorded with a real `docker build` (see testdata/dockerignore/).

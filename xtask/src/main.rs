@@ -106,9 +106,9 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             // One line for the reason, then its causes, each on its own line.
-            ui::error(&format!("{err}"));
+            ui::error(format!("{err}"));
             for cause in err.chain().skip(1) {
-                ui::error(&format!("  caused by: {cause}"));
+                ui::error(format!("  caused by: {cause}"));
             }
             ExitCode::FAILURE
         }

@@ -11,7 +11,6 @@
 //! report.fail("iopaint:cpu-latest is 3.2 GB, over its 3.0 GB budget");
 //! report.finish(&args.out)?; // prints, writes JSON/summary, errs if failed
 //! ```
-#![allow(dead_code)] // The lead wires these into tasks; remove once used.
 
 use std::fs;
 use std::io::Write;
@@ -48,11 +47,6 @@ impl Cell {
     pub fn seconds(seconds: f64) -> Cell {
         let text = crate::ui::fmt_duration(std::time::Duration::from_secs_f64(seconds.max(0.0)));
         Cell::new(text, (seconds * 1000.0).round() / 1000.0)
-    }
-
-    /// `yes`/`no` for people, a boolean for machines.
-    pub fn yes_no(flag: bool) -> Cell {
-        Cell::new(if flag { "yes" } else { "no" }, flag)
     }
 }
 
@@ -399,7 +393,6 @@ mod tests {
     #[test]
     fn cells_format_for_people_and_machines() {
         assert_eq!(Cell::seconds(245.0), Cell::new("4m 05s", 245.0));
-        assert_eq!(Cell::yes_no(true), Cell::new("yes", true));
         assert_eq!(Cell::from(42u64), Cell::new("42", 42u64));
         assert!(looks_numeric("-3 kB") && looks_numeric("4m 05s") && !looks_numeric("ours"));
     }

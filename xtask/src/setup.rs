@@ -84,7 +84,7 @@ pub fn run(opts: &SetupOptions, json_out: bool) -> Result<()> {
     if json_out {
         println!("{}", serde_json::to_string_pretty(&facts)?);
     } else {
-        ui::ok(&format!(
+        ui::ok(format!(
             "docker: {} ({}), engine {}",
             env.docker.bin.display(),
             env.docker.frontend.as_str(),
@@ -92,16 +92,16 @@ pub fn run(opts: &SetupOptions, json_out: bool) -> Result<()> {
         ));
         match &env.compose {
             Some(Compose::V2) => ui::ok("compose: docker compose (v2)"),
-            Some(Compose::V1(p)) => ui::ok(&format!("compose: {} (v1)", p.display())),
+            Some(Compose::V1(p)) => ui::ok(format!("compose: {} (v1)", p.display())),
             None => ui::warn("compose: none found; compose-up needs `docker compose` or Debian's docker-compose"),
         }
         match &env.ca_bundle {
-            Some(p) => ui::ok(&format!("CA bundle: {} (passed as BuildKit secret `ca_bundle`)", p.display())),
+            Some(p) => ui::ok(format!("CA bundle: {} (passed as BuildKit secret `ca_bundle`)", p.display())),
             None => ui::info("CA bundle: none (builds use the images' own CA roots)"),
         }
         for (flavor, args) in &env.build_args {
             let line = args.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
-            ui::ok(&format!("build args for {flavor}: {line}"));
+            ui::ok(format!("build args for {flavor}: {line}"));
         }
         for note in &env.notes {
             ui::info(note);
@@ -206,7 +206,7 @@ pub fn is_debian() -> bool {
 }
 
 pub fn apt_install(sh: &Shell, packages: &[&str]) -> Result<()> {
-    ui::info(&format!("installing Debian's {} (we are root on Debian)", packages.join(" ")));
+    ui::info(format!("installing Debian's {} (we are root on Debian)", packages.join(" ")));
     cmd!(sh, "apt-get update -q")
         .quiet()
         .ignore_stdout()
@@ -304,7 +304,7 @@ fn ensure_engine(sh: &Shell, docker: &Docker, notes: &mut Vec<String>) -> Result
         notes.push("installed Debian's docker.io and docker-compose".into());
     }
     let log = project::state_dir()?.join("dockerd.log");
-    ui::info(&format!("starting dockerd (log: {})", log.display()));
+    ui::info(format!("starting dockerd (log: {})", log.display()));
     let log_file = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
     // setsid: the engine must outlive this task and not get our Ctrl-C.
     Command::new("setsid")
@@ -344,7 +344,7 @@ pub fn find_ca_bundle(explicit: Option<&Path>) -> Result<Option<PathBuf>> {
     }
     Ok(CA_BUNDLE_ENV_VARS
         .iter()
-        .filter_map(|v| std::env::var_os(v))
+        .filter_map(std::env::var_os)
         .map(PathBuf::from)
         .find(|p| p.is_file()))
 }
@@ -397,7 +397,7 @@ fn build_standins(sh: &Shell, docker: &Docker, ca_bundle: Option<&Path>, notes: 
         if docker.image_exists(image) {
             continue;
         }
-        let progress = ui::Progress::start(&format!("building stand-in {image}"));
+        let progress = ui::Progress::start(format!("building stand-in {image}"));
         let req = BuildRequest {
             dockerfile: root.join("docker/standin").join(file),
             context: root.join("docker/standin"),

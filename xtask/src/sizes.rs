@@ -4,9 +4,7 @@
 //!
 //! Units follow Docker: `kB`/`MB`/`GB` are decimal (1 GB = 10^9 bytes), the
 //! `KiB`/`MiB`/`GiB` spellings are binary.
-#![allow(dead_code)] // The lead wires these into tasks; remove once used.
 
-use std::collections::BTreeMap;
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
@@ -42,15 +40,6 @@ pub fn parse_size(text: &str) -> Result<u64> {
     Ok(bytes.round() as u64)
 }
 
-/// The default size budget of a flavour: 3 GB for CPU, 5 GB for GPU.
-pub fn default_budget(flavor: &str) -> Option<u64> {
-    match flavor {
-        "cpu" => Some(3_000_000_000),
-        "gpu" => Some(5_000_000_000),
-        _ => None,
-    }
-}
-
 /// Parses one `--max-size` value, `cpu=2.5GB`, into (`cpu`, 2_500_000_000).
 pub fn parse_budget(text: &str) -> Result<(String, u64)> {
     let (flavor, size) =
@@ -61,17 +50,6 @@ pub fn parse_budget(text: &str) -> Result<(String, u64)> {
     }
     let bytes = parse_size(size).with_context(|| format!("in --max-size {text:?}"))?;
     Ok((flavor.to_string(), bytes))
-}
-
-/// The defaults overridden by every `--max-size` given (later ones win).
-pub fn budgets(overrides: &[String]) -> Result<BTreeMap<String, u64>> {
-    let mut all: BTreeMap<String, u64> =
-        ["cpu", "gpu"].iter().filter_map(|f| Some((f.to_string(), default_budget(f)?))).collect();
-    for text in overrides {
-        let (flavor, bytes) = parse_budget(text)?;
-        all.insert(flavor, bytes);
-    }
-    Ok(all)
 }
 
 /// One row of `docker history`.
@@ -268,15 +246,12 @@ mod tests {
     }
 
     #[test]
-    fn budgets_parse_and_override_defaults() {
+    fn budgets_parse() {
         assert_eq!(parse_budget("cpu=2.5GB").unwrap(), ("cpu".to_string(), 2_500_000_000));
         assert_eq!(parse_budget(" gpu = 6GiB ").unwrap(), ("gpu".to_string(), 6 << 30));
         assert!(parse_budget("2.5GB").is_err());
         assert!(parse_budget("=2GB").is_err());
         assert!(parse_budget("cpu=lots").is_err());
-        let all = budgets(&["cpu=2.5GB".to_string()]).unwrap();
-        assert_eq!(all["cpu"], 2_500_000_000);
-        assert_eq!(all["gpu"], 5_000_000_000);
     }
 
     fn recorded_history() -> Vec<Layer> {

@@ -3,7 +3,6 @@
 //!
 //! Colour is used only when stderr is a terminal and `NO_COLOR` is unset
 //! (<https://no-color.org>), so logs captured by CI stay plain.
-#![allow(dead_code)] // The lead wires these into tasks; remove once used.
 
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
