@@ -1577,7 +1577,7 @@ fn check_sigint_cleans_up(env: &Env) -> Result<()> {
         .collect::<Result<_>>()?;
     let scratch = crate::testkit::ScratchDir::new("bench-sigint")?;
     let log_path = scratch.path().join("stderr.log");
-    let exe = std::env::current_exe().context("finding the xtask binary")?;
+    let exe = crate::testkit::xtask_exe()?;
     let mut child = Command::new(exe)
         .args(["bench", "--runs", "1"])
         .env("NO_COLOR", "1")

@@ -300,6 +300,28 @@ impl Docker {
         cmd!(self.sh, "{bin} --host {host} image inspect {image}").quiet().ignore_stdout().ignore_stderr().run().is_ok()
     }
 
+    /// `docker builder prune --keep-storage SIZE`: drops least recently used cache.
+    pub fn prune_build_cache_to(&self, keep: &str) -> Result<()> {
+        let bin = &self.bin;
+        cmd!(self.sh, "{bin} builder prune --force --keep-storage {keep}")
+            .quiet()
+            .ignore_stdout()
+            .run()
+            .context("trimming the build cache")?;
+        Ok(())
+    }
+
+    /// `docker save IMAGE` with its tar stream on the child's stdout.
+    pub fn save_stream(&self, image: &str) -> Result<std::process::Child> {
+        Command::new(&self.bin)
+            .args(["save", image])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting docker save {image}"))
+    }
+
     /// `docker save IMAGE -o FILE`.
     pub fn save(&self, images: &[&str], file: &Path) -> Result<()> {
         let bin = &self.bin;

@@ -8,6 +8,7 @@ mod dockerfile;
 mod dockerignore;
 mod report;
 mod sizes;
+mod tarscan;
 mod ui;
 
 // Effects: the docker module is the only place that builds docker commands.

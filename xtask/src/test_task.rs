@@ -7,7 +7,7 @@
 //! real engine. Nothing is skipped: a missing engine is a failure.
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -45,6 +45,7 @@ pub fn run(args: &TestArgs) -> Result<()> {
     let env = setup::ensure(&SetupOptions::default()).context("setting up Docker for the tests")?;
     pyenv::ensure_venv(&sh)?;
     ensure_host_tools(&sh)?;
+    ensure_docker_disk(&sh, &env)?;
     ensure_node_modules(&sh)?;
 
     let mut step = |name: &str, f: &mut dyn FnMut() -> Result<()>| {
@@ -90,6 +91,7 @@ pub fn run(args: &TestArgs) -> Result<()> {
     step("docs: tested commands", &mut || docs_commands(&env));
     step("CA bundle absent from the cpu image's layers", &mut || ca_bundle_absent(&env, Flavor::Cpu));
     step("CA bundle absent from the gpu image's layers", &mut || ca_bundle_absent(&env, Flavor::Gpu));
+    step("CA bundle check catches a bundle copied into a layer and deleted later", &mut || ca_check_catches_a_leak(&env));
 
     let groups: &[(&str, &[IntegrationCheck])] = &[
         ("build", build::INTEGRATION),
@@ -148,6 +150,29 @@ fn ensure_host_tools(sh: &Shell) -> Result<()> {
         bail!("the tests need Debian's {}: install them (apt-get install ...) and run this again", missing.join(" "));
     }
     setup::apt_install(sh, &missing)
+}
+
+/// Below this much free space under the engine's data root, the tests make room.
+const MIN_FREE_FOR_TESTS: u64 = 15_000_000_000;
+
+/// Rebuilding the GPU image leaves ~10 GB of build cache each time its venv
+/// changes; on a long-lived CI machine that fills the disk. When space runs low,
+/// trim BuildKit's cache (least recently used first) and say so.
+fn ensure_docker_disk(sh: &Shell, env: &Env) -> Result<()> {
+    let Ok(root) = env.docker.info_field("{{.DockerRootDir}}") else { return Ok(()) };
+    if !std::path::Path::new(&root).exists() {
+        return Ok(()); // a remote engine: its disk is not ours to measure
+    }
+    let avail = cmd!(sh, "df -B1 --output=avail {root}").quiet().read()?;
+    let free: u64 = avail.lines().nth(1).and_then(|l| l.trim().parse().ok()).unwrap_or(u64::MAX);
+    if free >= MIN_FREE_FOR_TESTS {
+        return Ok(());
+    }
+    ui::warn(format!(
+        "only {} free under {root}: trimming Docker's build cache to 10 GB (least recently used first)",
+        ui::fmt_bytes(free)
+    ));
+    env.docker.prune_build_cache_to("10GB")
 }
 
 /// `npm ci` when the lockfile changed since the last install.
@@ -256,22 +281,70 @@ fn build_flavor(env: &Env, flavor: Flavor) -> Result<()> {
 }
 
 /// The CA bundle is passed as a secret: no layer may hold a file with its
-/// exact bytes, and no history entry may hold a certificate.
+/// exact bytes, and no history entry may hold a certificate. The same pass must
+/// find the image's own /etc/os-release, or the scan itself is broken.
 fn ca_bundle_absent(env: &Env, flavor: Flavor) -> Result<()> {
+    ca_bundle_absent_from(env, &flavor.latest_tag())
+}
+
+fn ca_bundle_absent_from(env: &Env, image: &str) -> Result<()> {
+    let image = image.to_string();
     let Some(bundle) = env.ca_bundle.clone() else {
         bail!("no CA bundle was found on this host, so its absence cannot be checked: set SSL_CERT_FILE");
     };
-    let image = flavor.latest_tag();
     let history = env.docker.history(&image)?;
     if history.contains("BEGIN CERTIFICATE") {
         bail!("`docker history {image}` contains a certificate");
     }
     let bundle_bytes = std::fs::read(&bundle)?;
-    let found = files_with_content(env, &image, &bundle_bytes)?;
-    if !found.is_empty() {
-        bail!("{image} holds the CA bundle {} in its layers: {}", bundle.display(), found.join(", "));
+    let control = env.docker.run_rm(&image, "cat", &["/usr/lib/os-release"], Duration::from_secs(60))?.into_bytes();
+    let mut child = env.docker.save_stream(&image)?;
+    let mut stdout = child.stdout.take().context("docker save has no stdout")?;
+    let found = crate::tarscan::find_in_layers(&mut stdout, &[&bundle_bytes, &control]);
+    drop(stdout);
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!("docker save {image} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    let found = found.with_context(|| format!("reading the layers of {image}"))?;
+    if found[1].is_empty() {
+        bail!("the layer scan of {image} did not find its own /usr/lib/os-release: the scan is broken");
+    }
+    if !found[0].is_empty() {
+        bail!("{image} holds the CA bundle {} in its layers: {}", bundle.display(), found[0].join(", "));
     }
     Ok(())
+}
+
+/// Planted fault: an image that COPYs the bundle and deletes it in a later layer.
+fn ca_check_catches_a_leak(env: &Env) -> Result<()> {
+    let bundle = env.ca_bundle.clone().context("no CA bundle on this host: set SSL_CERT_FILE")?;
+    let base = env
+        .build_args_for(Flavor::Cpu)
+        .get("PYTHON_IMAGE")
+        .cloned()
+        .unwrap_or_else(|| "python:3.10-slim-bookworm".into());
+    let scratch = ScratchDir::new("leaky")?;
+    std::fs::copy(&bundle, scratch.path().join("ca.pem"))?;
+    std::fs::write(scratch.path().join("Dockerfile"), format!("FROM {base}\nCOPY ca.pem /tmp/ca.pem\nRUN rm /tmp/ca.pem\n"))?;
+    let tag = "iopaint-test/leaky-ca:latest";
+    let outcome = env.docker.build(&crate::docker::BuildRequest {
+        dockerfile: scratch.path().join("Dockerfile"),
+        context: scratch.path().to_path_buf(),
+        tags: vec![tag.to_string()],
+        iidfile: scratch.path().join("iid"),
+        ..Default::default()
+    })?;
+    let verdict = if outcome.success { ca_bundle_absent_from(env, tag) } else { Ok(()) };
+    env.docker.remove_image(tag);
+    if !outcome.success {
+        bail!("building the leaky fixture image failed:\n{}", crate::testkit::tail(&outcome.log, 10));
+    }
+    match verdict {
+        Ok(()) => bail!("the CA-bundle check passed an image that has the bundle in a layer"),
+        Err(e) if format!("{e:#}").contains("holds the CA bundle") => Ok(()),
+        Err(e) => bail!("the CA-bundle check failed for another reason: {e:#}"),
+    }
 }
 
 /// The fenced blocks marked ```` ```sh tested ```` in README.md and docs/*.md, in order.
@@ -343,66 +416,6 @@ fn docs_commands(env: &Env) -> Result<()> {
     Ok(())
 }
 
-/// Paths (`<layer>:<file>`) in any layer of `image` whose bytes equal `needle`.
-/// Scans every layer, not just the final filesystem: a file deleted in a later
-/// layer still ships in the image.
-fn files_with_content(env: &Env, image: &str, needle: &[u8]) -> Result<Vec<String>> {
-    let scratch = ScratchDir::new("layers")?;
-    let saved = scratch.path().join("image.tar");
-    env.docker.save(&[image], &saved)?;
-    let unpacked = scratch.path().join("image");
-    std::fs::create_dir_all(&unpacked)?;
-    let sh = Shell::new()?;
-    cmd!(sh, "tar -xf {saved} -C {unpacked}").quiet().run()?;
-    std::fs::remove_file(&saved)?;
-    let mut layers = Vec::new();
-    collect_layer_tars(&unpacked, &mut layers)?;
-    if layers.is_empty() {
-        bail!("`docker save {image}` held no layer tarballs: cannot check it");
-    }
-    let mut found = Vec::new();
-    for layer in &layers {
-        let listing = cmd!(sh, "tar -tvf {layer}").quiet().read()?;
-        for (size, member) in listing.lines().filter_map(parse_tar_verbose_line) {
-            if size != needle.len() as u64 {
-                continue;
-            }
-            let out = cmd!(sh, "tar -xOf {layer} {member}").quiet().output()?;
-            if out.stdout == needle {
-                found.push(format!("{}:{member}", layer.display()));
-            }
-        }
-    }
-    Ok(found)
-}
-
-fn collect_layer_tars(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.is_dir() {
-            collect_layer_tars(&path, out)?;
-        } else if path.file_name().is_some_and(|n| n == "layer.tar") {
-            out.push(path);
-        }
-    }
-    Ok(())
-}
-
-/// `-rw-r--r-- root/root 219342 2024-01-01 00:00 etc/ssl/x.crt` -> (219342, "etc/ssl/x.crt").
-fn parse_tar_verbose_line(line: &str) -> Option<(u64, String)> {
-    if !line.starts_with('-') {
-        return None; // only regular files can hold the bundle
-    }
-    let mut fields = line.split_whitespace();
-    let _mode = fields.next()?;
-    let _owner = fields.next()?;
-    let size = fields.next()?.parse().ok()?;
-    let _date = fields.next()?;
-    let _time = fields.next()?;
-    let name = fields.collect::<Vec<_>>().join(" ");
-    (!name.is_empty()).then_some((size, name))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -412,15 +425,5 @@ mod tests {
         let md = "text\n```sh tested\necho a\necho b\n```\n```sh\necho no\n```\n```bash tested\necho c\n```\n";
         assert_eq!(tested_blocks(md), vec!["echo a\necho b\n".to_string(), "echo c\n".to_string()]);
         assert!(tested_blocks("```sh\nx\n```\n").is_empty());
-    }
-
-    #[test]
-    fn tar_listing_lines_give_size_and_name() {
-        assert_eq!(
-            parse_tar_verbose_line("-rw-r--r-- root/root 219342 2024-01-01 00:00 etc/ssl/certs/ca.crt"),
-            Some((219342, "etc/ssl/certs/ca.crt".into()))
-        );
-        assert_eq!(parse_tar_verbose_line("drwxr-xr-x root/root 0 2024-01-01 00:00 etc/"), None);
-        assert_eq!(parse_tar_verbose_line("-rw-r--r-- 0/0 5 2024-01-01 00:00 a b.txt"), Some((5, "a b.txt".into())));
     }
 }
