@@ -1858,14 +1858,14 @@ mod tests {
         let old = SystemTime::UNIX_EPOCH + Duration::from_secs(1_600_000_000);
         fs::File::options().write(true).open(&file).unwrap().set_times(FileTimes::new().set_modified(old)).unwrap();
         {
-            let _touch = Touch::apply(&[file.clone()], "# bench\n").unwrap();
+            let _touch = Touch::apply(std::slice::from_ref(&file), "# bench\n").unwrap();
             assert_eq!(fs::read(&file).unwrap(), b"print('hi')\n# bench\n");
             assert_ne!(fs::metadata(&file).unwrap().modified().unwrap(), old);
             // Dropped without restore(): an early `?` return must restore too.
         }
         assert_eq!(fs::read(&file).unwrap(), b"print('hi')");
         assert_eq!(fs::metadata(&file).unwrap().modified().unwrap(), old);
-        let touch = Touch::apply(&[file.clone()], "# again\n").unwrap();
+        let touch = Touch::apply(std::slice::from_ref(&file), "# again\n").unwrap();
         touch.restore().unwrap();
         assert_eq!(fs::read(&file).unwrap(), b"print('hi')");
         assert_eq!(fs::metadata(&file).unwrap().modified().unwrap(), old);
@@ -1890,13 +1890,13 @@ mod tests {
         fs::create_dir_all(&dir).unwrap();
         let file = dir.join("cli.py");
         fs::write(&file, b"a = 1\n").unwrap();
-        let touch = Touch::apply(&[file.clone()], "# bench 7\n").unwrap();
+        let touch = Touch::apply(std::slice::from_ref(&file), "# bench 7\n").unwrap();
         let mut edited = fs::read(&file).unwrap();
         edited.extend_from_slice(b"b = 2\n"); // the user saves an edit meanwhile
         fs::write(&file, &edited).unwrap();
         touch.restore().unwrap();
         assert_eq!(fs::read(&file).unwrap(), b"a = 1\nb = 2\n");
-        let touch = Touch::apply(&[file.clone()], "# bench 8\n").unwrap();
+        let touch = Touch::apply(std::slice::from_ref(&file), "# bench 8\n").unwrap();
         fs::write(&file, b"rewritten\n").unwrap(); // our line is gone: leave it
         touch.restore().unwrap();
         assert_eq!(fs::read(&file).unwrap(), b"rewritten\n");
