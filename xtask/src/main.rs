@@ -39,7 +39,7 @@ use clap::{Args, Parser, Subcommand};
 
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "Build, check and benchmark the iopaint Docker images")]
+#[command(name = "cargo xtask", bin_name = "cargo xtask", about = "Build, check and benchmark the iopaint Docker images")]
 struct Cli {
     #[command(subcommand)]
     task: Task,
