@@ -28,7 +28,7 @@
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::fs::{self, FileTimes};
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -45,6 +45,7 @@ use crate::dockerignore::{self, IgnoreRules, Sender, WalkOptions};
 use crate::flavor::Flavor;
 use crate::report::{Cell, Report};
 use crate::setup::{self, Env, SetupOptions};
+use crate::file_touch::{self, Restored};
 use crate::{project, pyenv, ui, OutputOpts};
 
 pub const MULTISTAGE_TAG: &str = "iopaint-bench:multistage";
@@ -342,19 +343,8 @@ pub fn parse_os_release(text: &str) -> Option<String> {
 
 /// `2026-12-04 15:58 UTC` from Unix seconds (proleptic Gregorian, no crate needed).
 pub fn utc_timestamp(unix_secs: u64) -> String {
-    let days = (unix_secs / 86_400) as i64;
-    let secs = unix_secs % 86_400;
-    // Howard Hinnant's civil-from-days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02} {:02}:{:02} UTC", secs / 3600, (secs % 3600) / 60)
+    let t = ui::UtcTime::from_unix(unix_secs);
+    format!("{:04}-{:02}-{:02} {:02}:{:02} UTC", t.year, t.month, t.day, t.hour, t.minute)
 }
 
 /// One sentence on the build args, e.g. that the CPU image has no torch here.
@@ -684,12 +674,7 @@ pub fn touch_comment(path: &Path, marker: &str) -> String {
 
 /// `original` with `comment` appended on a line of its own.
 pub fn touched_bytes(original: &[u8], comment: &str) -> Vec<u8> {
-    let mut out = original.to_vec();
-    if !out.is_empty() && !out.ends_with(b"\n") {
-        out.push(b'\n');
-    }
-    out.extend_from_slice(comment.as_bytes());
-    out
+    [original, &file_touch::appended_bytes(original, comment)].concat()
 }
 
 // ---------------------------------------------------------------------------
@@ -704,61 +689,14 @@ struct Saved {
     modified: SystemTime,
 }
 
-/// How a touched file came back.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Restored {
-    /// Original bytes and times.
-    Exact,
-    /// Someone edited the file meanwhile: only our comment was taken out.
-    OurLineRemoved,
-    /// Our comment is no longer there: the file was left as it is.
-    LeftAlone,
-}
-
 /// Every file touched and not yet restored; the signal handler restores them too.
 static SAVED: Mutex<Vec<Saved>> = Mutex::new(Vec::new());
 /// Set by the signal handler: no new touch may start after it ran.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
-/// Where `needle` first occurs in `hay`.
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.is_empty() || needle.len() > hay.len() {
-        return None;
-    }
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
 fn restore_one(saved: &Saved) -> Result<Restored> {
-    let current = match fs::read(&saved.path) {
-        Ok(bytes) => Some(bytes),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(e).with_context(|| format!("reading {}", saved.path.display())),
-    };
-    let touched = [saved.bytes.as_slice(), saved.appended.as_slice()].concat();
-    let how = match current {
-        // Edited while the bench ran: never throw someone's edit away.
-        Some(bytes) if bytes != touched && bytes != saved.bytes => match find(&bytes, &saved.appended) {
-            Some(at) => {
-                let kept = [&bytes[..at], &bytes[at + saved.appended.len()..]].concat();
-                fs::write(&saved.path, kept).with_context(|| format!("restoring {}", saved.path.display()))?;
-                Restored::OurLineRemoved
-            }
-            None => Restored::LeftAlone,
-        },
-        None if !saved.path.parent().is_some_and(Path::is_dir) => Restored::LeftAlone,
-        current => {
-            // In place (same inode and permissions), then the times: editors,
-            // make and BuildKit's incremental context transfer look at mtime.
-            if current.as_deref() != Some(saved.bytes.as_slice()) {
-                fs::write(&saved.path, &saved.bytes).with_context(|| format!("restoring {}", saved.path.display()))?;
-            }
-            let file = fs::File::options().write(true).open(&saved.path)?;
-            file.set_times(FileTimes::new().set_accessed(saved.accessed).set_modified(saved.modified))
-                .with_context(|| format!("restoring the times of {}", saved.path.display()))?;
-            Restored::Exact
-        }
-    };
-    Ok(how)
+    let times = file_touch::Times { accessed: Some(saved.accessed), modified: saved.modified };
+    file_touch::restore(&saved.path, &saved.bytes, &saved.appended, times)
 }
 
 /// Restores the registered files `filter` picks; returns what could not be restored.
@@ -1108,10 +1046,7 @@ fn machine(env: &Env) -> Machine {
 
 /// Starts `tag`, times `docker run` to the first 200 from the API, removes it.
 fn container_start_seconds(env: &Env, variant: &str, tag: &str) -> Result<f64> {
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
-        listener.local_addr()?.port()
-    };
+    let port = crate::smoke::free_port()?;
     let name = format!("iopaint-bench-{variant}-{}", std::process::id());
     struct Remove<'a>(&'a Docker, String);
     impl Drop for Remove<'_> {
@@ -1856,7 +1791,7 @@ mod tests {
         let file = dir.join("cli.py");
         fs::write(&file, b"print('hi')").unwrap(); // no trailing newline on purpose
         let old = SystemTime::UNIX_EPOCH + Duration::from_secs(1_600_000_000);
-        fs::File::options().write(true).open(&file).unwrap().set_times(FileTimes::new().set_modified(old)).unwrap();
+        fs::File::options().write(true).open(&file).unwrap().set_times(fs::FileTimes::new().set_modified(old)).unwrap();
         {
             let _touch = Touch::apply(std::slice::from_ref(&file), "# bench\n").unwrap();
             assert_eq!(fs::read(&file).unwrap(), b"print('hi')\n# bench\n");

@@ -308,7 +308,7 @@ fn check_push_to_local_registry(env: &Env) -> Result<()> {
     let registry_bin = which::which("docker-registry")
         .context("Debian's docker-registry is not installed (`apt-get install docker-registry`)")?;
     let scratch = ScratchDir::new("registry")?;
-    let port = crate::test_task::free_port()?;
+    let port = crate::smoke::free_port()?;
     let config = scratch.path().join("config.yml");
     std::fs::write(
         &config,

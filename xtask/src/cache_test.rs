@@ -42,6 +42,7 @@ use crate::build::{self, ImageSpec};
 use crate::buildkit::BuildLog;
 use crate::dockerfile::{Dockerfile, Stage};
 use crate::dockerignore::clean_path;
+use crate::file_touch::{self, Restored};
 use crate::flavor::Flavor;
 use crate::report::{Cell, Report};
 use crate::setup::{self, Env, SetupOptions};
@@ -159,7 +160,8 @@ pub fn run(args: &CacheArgs) -> Result<()> {
         let marker = unique_marker();
         ui::info(format!("appending a comment to {} and rebuilding", target.rel));
         // Keep the file touched as briefly as possible: not while queued behind another build.
-        wait_for_other_builds(&state);
+        // Best effort: an unreadable lock file only costs the wait, the build still locks.
+        let _ = docker::wait_for_builds();
         let rebuilt = {
             let _touched = begin_touch(&root.join(target.rel), target.rel, target.comment, &marker, &state.join(BACKUP_DIR))?;
             build::build_image(&env, flavor, &spec(Vec::new(), false))
@@ -288,18 +290,6 @@ fn remove_untagged(env: &Env, image_id: &str) {
         if tags.trim() == "0" {
             env.docker.remove_image(image_id);
         }
-    }
-}
-
-/// Waits until no other build from this checkout runs (docker.rs serialises
-/// builds with a flock on `target/xtask/build.lock`), then lets go at once.
-fn wait_for_other_builds(state: &Path) {
-    let Ok(file) = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(state.join("build.lock")) else {
-        return;
-    };
-    if file.try_lock().is_err() {
-        ui::info("waiting for another build from this checkout before touching the file");
-        let _ = file.lock();
     }
 }
 
@@ -626,27 +616,16 @@ struct Touch {
     backup_meta: PathBuf,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Restored {
-    /// Exact bytes and mtime back.
-    Exact,
-    /// Someone else edited the file meanwhile: only our line was removed.
-    OurLineRemoved,
-    /// Someone else edited it and our line is gone: left as it is.
-    LeftAlone,
-}
-
 impl Touch {
     /// Reads the file and writes its backup (bytes first, then the metadata
     /// that makes the backup count), both synced to disk.
     fn prepare(path: &Path, rel: &str, comment: &str, marker: &str, backup_dir: &Path) -> Result<Touch> {
         let original = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         let mtime = std::fs::metadata(path)?.modified().context("reading the mtime")?;
-        let mut appended = Vec::new();
-        if !original.is_empty() && !original.ends_with(b"\n") {
-            appended.push(b'\n');
-        }
-        appended.extend(format!("{comment} {COMMENT_TAG} {marker}: temporary line, removed automatically\n").bytes());
+        let appended = file_touch::appended_bytes(
+            &original,
+            &format!("{comment} {COMMENT_TAG} {marker}: temporary line, removed automatically\n"),
+        );
         std::fs::create_dir_all(backup_dir).with_context(|| format!("creating {}", backup_dir.display()))?;
         let slug = rel.replace('/', "__");
         let touch = Touch {
@@ -685,32 +664,8 @@ impl Touch {
 
     /// Puts the file back (see [`Restored`]) and then drops the backup.
     fn restore(&self) -> Result<Restored> {
-        let current = match std::fs::read(&self.path) {
-            Ok(bytes) => Some(bytes),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(e).with_context(|| format!("reading {}", self.path.display())),
-        };
-        let outcome = match current {
-            Some(bytes) if bytes != self.touched() && bytes != self.original => {
-                match find(&bytes, &self.appended) {
-                    Some(at) => {
-                        let mut kept = bytes[..at].to_vec();
-                        kept.extend_from_slice(&bytes[at + self.appended.len()..]);
-                        std::fs::write(&self.path, kept).with_context(|| format!("restoring {}", self.path.display()))?;
-                        Restored::OurLineRemoved
-                    }
-                    None => Restored::LeftAlone,
-                }
-            }
-            current => {
-                if current.as_deref() != Some(self.original.as_slice()) {
-                    std::fs::write(&self.path, &self.original)
-                        .with_context(|| format!("restoring {}", self.path.display()))?;
-                }
-                set_mtime(&self.path, self.mtime)?;
-                Restored::Exact
-            }
-        };
+        let times = file_touch::Times { accessed: None, modified: self.mtime };
+        let outcome = file_touch::restore(&self.path, &self.original, &self.appended, times)?;
         let _ = std::fs::remove_file(&self.backup_meta);
         let _ = std::fs::remove_file(&self.backup_bytes);
         Ok(outcome)
@@ -737,13 +692,6 @@ impl Touch {
     }
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.is_empty() || needle.len() > haystack.len() {
-        return None;
-    }
-    haystack.windows(needle.len()).rposition(|w| w == needle)
-}
-
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     let mut file = std::fs::File::create(path).with_context(|| format!("writing {}", path.display()))?;
@@ -753,11 +701,7 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 fn set_mtime(path: &Path, mtime: SystemTime) -> Result<()> {
-    std::fs::File::options()
-        .write(true)
-        .open(path)
-        .and_then(|f| f.set_modified(mtime))
-        .with_context(|| format!("setting the mtime of {}", path.display()))
+    file_touch::set_times(path, file_touch::Times { accessed: None, modified: mtime })
 }
 
 fn restored_message(touch: &Touch, how: &Restored) -> String {

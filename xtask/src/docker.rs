@@ -609,6 +609,12 @@ pub struct RunSpec {
     pub command: Vec<String>,
 }
 
+/// Blocks until no other build from this checkout runs (a touched source file
+/// must not be picked up by someone else's queued build), then lets go at once.
+pub fn wait_for_builds() -> Result<()> {
+    build_lock().map(drop)
+}
+
 fn build_lock() -> Result<std::fs::File> {
     let path = crate::project::state_dir()?.join("build.lock");
     let file = std::fs::OpenOptions::new()

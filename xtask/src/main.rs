@@ -6,6 +6,7 @@
 mod buildkit;
 mod dockerfile;
 mod dockerignore;
+mod file_touch;
 mod report;
 mod sizes;
 mod tarscan;

@@ -141,26 +141,33 @@ pub fn ensure(opts: &SetupOptions) -> Result<Env> {
     build_args.insert("cpu", BTreeMap::new());
     build_args.insert("gpu", BTreeMap::new());
     let mut standins_ready = false;
+    // PYTHON_IMAGE and GPU_BASE_IMAGE share a default: ask the registry once per image.
+    let mut pulls: BTreeMap<&str, std::result::Result<(), String>> = BTreeMap::new();
     for base in BASE_IMAGES {
-        let chosen = if docker.image_exists(base.default) {
-            base.default.to_string()
-        } else {
-            match docker.pull(base.default, Duration::from_secs(300)) {
-                Ok(()) => {
+        let pull = match pulls.get(base.default) {
+            Some(earlier) => earlier.clone(),
+            None if docker.image_exists(base.default) => Ok(()),
+            None => {
+                let outcome = docker.pull(base.default, Duration::from_secs(300)).map_err(|e| e.to_string());
+                if outcome.is_ok() {
                     notes.push(format!("{}: pulled {}", base.arg, base.default));
-                    base.default.to_string()
                 }
-                Err(why) => {
-                    if !standins_ready {
-                        build_standins(&sh, &docker, ca_bundle.as_deref(), &mut notes)?;
-                        standins_ready = true;
-                    }
-                    notes.push(format!(
-                        "{}: {} cannot be pulled ({why}); using the stand-in {}",
-                        base.arg, base.default, base.standin
-                    ));
-                    base.standin.to_string()
+                pulls.insert(base.default, outcome.clone());
+                outcome
+            }
+        };
+        let chosen = match pull {
+            Ok(()) => base.default.to_string(),
+            Err(why) => {
+                if !standins_ready {
+                    build_standins(&sh, &docker, ca_bundle.as_deref(), &mut notes)?;
+                    standins_ready = true;
                 }
+                notes.push(format!(
+                    "{}: {} cannot be pulled ({why}); using the stand-in {}",
+                    base.arg, base.default, base.standin
+                ));
+                base.standin.to_string()
             }
         };
         if chosen != base.default {

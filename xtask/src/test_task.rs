@@ -6,7 +6,6 @@
 //! the CA-bundle-absence check, and every task's integration checks against the
 //! real engine. Nothing is skipped: a missing engine is a failure.
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -192,10 +191,6 @@ fn ensure_node_modules(sh: &Shell) -> Result<()> {
     Ok(())
 }
 
-pub fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
 /// Kills the dev server on drop, pass or fail.
 struct ServerGuard(Child);
 
@@ -213,7 +208,7 @@ fn browser_test(sh: &Shell) -> Result<()> {
         let _dir = sh.push_dir(root.join("web_app"));
         cmd!(sh, "npm run build --silent").quiet().run().context("npm run build failed in web_app/")?;
     }
-    let port = free_port()?;
+    let port = crate::smoke::free_port()?;
     let outputs = ScratchDir::new("browser-outputs")?;
     let models = ScratchDir::new("browser-models")?;
     let log_path = project::state_dir()?.join("browser-test-server.log");

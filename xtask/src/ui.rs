@@ -201,6 +201,35 @@ pub fn fmt_duration(duration: Duration) -> String {
     }
 }
 
+/// A calendar date and time of day in UTC, from Unix seconds (no date crate needed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UtcTime {
+    pub year: i64,
+    pub month: i64,
+    pub day: i64,
+    pub hour: u64,
+    pub minute: u64,
+    pub second: u64,
+}
+
+impl UtcTime {
+    pub fn from_unix(unix_secs: u64) -> UtcTime {
+        let days = (unix_secs / 86_400) as i64;
+        let secs = unix_secs % 86_400;
+        // Howard Hinnant's civil-from-days (proleptic Gregorian).
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        UtcTime { year, month, day, hour: secs / 3600, minute: secs % 3600 / 60, second: secs % 60 }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
